@@ -1,0 +1,78 @@
+# Every target creates the virtualenv it needs on first use, from the pinned requirements.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+export PYTHONPATH := shared:.
+PYTEST_WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help venv dev test lint typecheck template unit migrate build demo bench reliability openapi clean
+
+help:
+	@echo "make dev          run every route on http://127.0.0.1:3000 with local stand-ins"
+	@echo "make test         lint, type checks, template checks and every test"
+	@echo "make migrate      apply supabase/migrations to DATABASE_URL"
+	@echo "make build        sam build"
+	@echo "make demo         scripted journey against the local stack"
+	@echo "make bench        performance table"
+	@echo "make reliability  reliability and security figures"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+dev: $(VENV)/.installed
+	$(PY) -m tools.devserver
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+template: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(PY) -m tools.openapi --check
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml --region us-east-1
+	$(SAM) build --template template.yaml --build-dir .aws-sam/build >/dev/null
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
+
+test: lint typecheck template unit
+
+migrate: $(VENV)/.installed
+	$(PY) -m tools.migrate
+
+build: $(SAM_VENV)/.installed
+	$(SAM) build --template template.yaml
+
+demo: $(VENV)/.installed
+	$(PY) -m tools.demo
+
+bench: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(PY) -m tools.bench
+
+reliability: $(VENV)/.installed
+	$(PY) -m tools.reliability
+
+openapi: $(VENV)/.installed
+	$(PY) -m tools.openapi
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local

@@ -1,0 +1,83 @@
+"""Logger, tracer, metrics and Sentry, configured once per container.
+
+The Powertools objects are cheap to create and read their configuration from the standard
+``POWERTOOLS_*`` variables the template sets. Sentry is imported only when ``SENTRY_DSN`` is
+set, so functions without it pay nothing at cold start.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.logging.types import PowertoolsLogRecord
+
+from payments.scrub import scrub, scrub_text
+
+if TYPE_CHECKING:
+    from payments.settings import Settings
+
+SERVICE_NAME = "payments"
+METRICS_NAMESPACE = "Payments"
+
+
+class ScrubbingFormatter(LambdaPowertoolsFormatter):
+    """Structured JSON logs with secrets and personal data removed from the final line."""
+
+    def serialize(self, log: dict[str, Any] | PowertoolsLogRecord) -> str:
+        return scrub_text(super().serialize(log))
+
+
+logger = Logger(service=SERVICE_NAME, logger_formatter=ScrubbingFormatter())
+tracer = Tracer(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+
+_sentry_started = False
+
+
+def _before_send(event: Any, hint: Any) -> Any:
+    return scrub(event)
+
+
+def init_sentry(settings: Settings) -> bool:
+    """Start Sentry once per container when a DSN is configured. Returns whether it runs."""
+    global _sentry_started
+    if _sentry_started or settings.sentry_dsn is None:
+        return _sentry_started
+    import sentry_sdk
+    from sentry_sdk.integrations.aws_lambda import AwsLambdaIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        environment=settings.sentry_environment,
+        integrations=[
+            AwsLambdaIntegration(timeout_warning=True),
+            LoggingIntegration(level=logging.INFO, event_level=None),
+        ],
+        send_default_pii=False,
+        max_request_body_size="never",
+        traces_sample_rate=0.0,
+        before_send=_before_send,
+        before_send_transaction=_before_send,
+    )
+    _sentry_started = True
+    return True
+
+
+def alert(message: str, **context: Any) -> None:
+    """Raise a human-visible alert: an error log line and, when configured, a Sentry event.
+
+    For business events that need a person (a dispute, a price that drifted from the catalog),
+    not for exceptions, which Sentry captures by itself.
+    """
+    logger.error(message, extra={"alert": True, **context})
+    if _sentry_started:
+        import sentry_sdk
+
+        with sentry_sdk.new_scope() as scope:
+            for key, value in context.items():
+                scope.set_extra(key, value)
+            sentry_sdk.capture_message(message, level="error")

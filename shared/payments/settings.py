@@ -1,0 +1,99 @@
+"""One typed model for every environment variable the service reads.
+
+Each function validates it once per container (``get_settings``) and names the variables it
+cannot work without; a missing one fails the cold start with a message naming it, never later
+with a KeyError in the middle of a payment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from payments.errors import ConfigurationError
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """The environment of DESIGN.md §4. Optional here; each function states what it requires."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    # A second accepted signing secret while a rotated endpoint secret rolls out.
+    stripe_webhook_secret_previous: SecretStr | None = None
+    stripe_api_base: str | None = None
+
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+    supabase_jwt_secret: SecretStr | None = None
+    database_url: SecretStr | None = None
+
+    memberstack_secret_key: SecretStr | None = None
+    memberstack_app_id: str | None = None
+    memberstack_api_base: str = "https://admin.memberstack.com"
+    admin_member_ids: CommaList = ()
+
+    make_webhook_url: SecretStr | None = None
+    make_api_key: SecretStr | None = None
+
+    webhook_queue_url: str | None = None
+
+    checkout_success_url: str | None = None
+    checkout_cancel_url: str | None = None
+    allowed_origins: CommaList = ()
+
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str = "dev"
+
+    retention_months: int = Field(default=24, ge=1, le=120)
+    aws_endpoint_url: str | None = None
+
+    @field_validator("admin_member_ids", "allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("stripe_api_base", "memberstack_api_base", "supabase_url", mode="after")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    def require(self, *names: str) -> Settings:
+        """Fail with every missing variable named, so one deploy fixes them all."""
+        missing = [name.upper() for name in names if getattr(self, name) in (None, "", ())]
+        if missing:
+            raise ConfigurationError(
+                "missing required environment variable(s): " + ", ".join(missing),
+            )
+        return self
+
+    def require_store(self) -> Settings:
+        """Either a direct Postgres URL or a Supabase project must be configured."""
+        if self.database_url is None and not (self.supabase_url and self.supabase_service_role_key):
+            raise ConfigurationError(
+                "missing required environment variable(s): DATABASE_URL, "
+                "or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY",
+            )
+        return self
+
+    @property
+    def is_admin_configured(self) -> bool:
+        return bool(self.admin_member_ids)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this container, read and validated once."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fields = ", ".join(str(err["loc"][0]).upper() for err in exc.errors() if err["loc"])
+        raise ConfigurationError(f"invalid environment variable(s): {fields}") from None

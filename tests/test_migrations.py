@@ -1,0 +1,99 @@
+"""Migrations apply to the embedded PostgreSQL and to PostgreSQL 15 (what Supabase runs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tools.db import apply_migrations, migration_files
+
+pytestmark = pytest.mark.integration
+
+
+def test_applying_twice_is_a_no_op(database_url: str) -> None:
+    assert apply_migrations(database_url) == []
+
+
+def test_every_migration_is_recorded(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        versions = {r[0] for r in conn.execute("select version from local_schema_migrations")}
+    assert versions == {p.name.split("_", 1)[0] for p in migration_files()}
+
+
+def test_rls_is_enabled_on_every_table_holding_member_data(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select relname from pg_class where relnamespace = 'public'::regnamespace "
+            "and relkind = 'r' and not relrowsecurity and relname <> 'local_schema_migrations'"
+        ).fetchall()
+    assert rows == []
+
+
+def _postgres15_bin() -> Path | None:
+    for candidate in ("/usr/lib/postgresql/15/bin", "/usr/local/bin"):
+        initdb = Path(candidate) / "initdb"
+        if initdb.exists():
+            version = subprocess.run(
+                [str(initdb), "--version"], capture_output=True, text=True, check=False
+            ).stdout
+            if " 15." in version:
+                return initdb.parent
+    return None
+
+
+def test_migrations_apply_to_postgresql_15() -> None:
+    # Not pytest's tmp_path: as root the server runs as another user, who cannot enter it.
+    tmp_path = Path(tempfile.mkdtemp(prefix="pg15-"))
+    tmp_path.chmod(0o755)
+    bindir = _postgres15_bin() or (Path(p).parent if (p := shutil.which("initdb")) else None)
+    if bindir is None:
+        pytest.skip("no PostgreSQL 15 server binaries here (.ci/run installs them)")
+    data = tmp_path / "pg15"
+    user = ["runuser", "-u", "embedded_postgres", "--"] if _is_root() else []
+    if user:
+        shutil.chown(tmp_path, "embedded_postgres")
+    subprocess.run(
+        [*user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-o",
+            f"-k {tmp_path} -h ''",
+            "-l",
+            str(tmp_path / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        url = f"postgresql://postgres@/postgres?host={tmp_path}"
+        applied = apply_migrations(url)
+        assert len(applied) == len(migration_files())
+        with psycopg.connect(url) as conn:
+            assert conn.execute("show server_version").fetchone()[0].startswith("15.")
+    finally:
+        subprocess.run(
+            [*user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _is_root() -> bool:
+    import os
+
+    return os.geteuid() == 0

@@ -1,0 +1,69 @@
+"""Runs Lambda handlers in-process the way the Lambda runtime would: one import per function
+(a warm container), one invocation at a time per function, a context with a deadline."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class FakeLambdaContext:
+    """What handlers read from the Lambda context object."""
+
+    function_name: str
+    timeout_seconds: float = 10.0
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LambdaHost:
+    """Imports each handler once and serialises its invocations, like one warm container."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def handler(self, module: str, attribute: str = "lambda_handler") -> Handler:
+        key = f"{module}.{attribute}"
+        with self._guard:
+            if key not in self._handlers:
+                self._handlers[key] = getattr(importlib.import_module(module), attribute)
+                self._locks[key] = threading.Lock()
+            return self._handlers[key]
+
+    def invoke(
+        self,
+        module: str,
+        event: dict[str, Any],
+        *,
+        function_name: str,
+        timeout_seconds: float = 10.0,
+        attribute: str = "lambda_handler",
+    ) -> Any:
+        handler = self.handler(module, attribute)
+        with self._locks[f"{module}.{attribute}"]:
+            context = FakeLambdaContext(function_name, timeout_seconds=timeout_seconds)
+            return handler(event, context)
