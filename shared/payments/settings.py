@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     checkout_success_url: str | None = None
     checkout_cancel_url: str | None = None
+    # A member may buy a one-time track they already own (default: 409 already_purchased).
+    allow_repeat_purchases: bool = False
     allowed_origins: CommaList = ()
 
     sentry_dsn: SecretStr | None = None
@@ -74,6 +76,12 @@ class Settings(BaseSettings):
                 "missing required environment variable(s): " + ", ".join(missing),
             )
         return self
+
+    def value(self, name: str) -> str:
+        """A required setting as plain text (secrets unwrapped), or a ConfigurationError."""
+        self.require(name)
+        raw = getattr(self, name)
+        return raw.get_secret_value() if isinstance(raw, SecretStr) else str(raw)
 
     def require_store(self) -> Settings:
         """Either a direct Postgres URL or a Supabase project must be configured."""

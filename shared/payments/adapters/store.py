@@ -68,14 +68,11 @@ def _cached_store(settings: Settings) -> Store:
     from payments.adapters.supabase_store import SupabaseStore
 
     settings.require("supabase_url", "supabase_service_role_key", "supabase_jwt_secret")
-    url, key, secret = (
-        settings.supabase_url,
-        settings.supabase_service_role_key,
-        settings.supabase_jwt_secret,
+    return SupabaseStore(
+        settings.value("supabase_url"),
+        settings.value("supabase_service_role_key"),
+        settings.value("supabase_jwt_secret"),
     )
-    if url is None or key is None or secret is None:  # require() above guarantees them
-        raise AssertionError("unreachable")
-    return SupabaseStore(url, key.get_secret_value(), secret.get_secret_value())
 
 
 def get_store(settings: Settings) -> Store:

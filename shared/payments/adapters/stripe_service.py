@@ -1,0 +1,226 @@
+"""Stripe adapter: one ``StripeClient`` per container, typed params, bounded retries.
+
+Retries follow DESIGN.md §6: network errors, 429, 5xx and ``Stripe-Should-Retry: true`` are
+retried with exponential backoff (2^i × 1 s), at most 3 times, and never past the Lambda's
+remaining time. Card and validation errors are not retried. Every POST carries an idempotency
+key chosen by the caller from the business intent, so a retry can never charge twice.
+Stripe exceptions become domain errors here; nothing above this module imports ``stripe``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, Literal, TypeVar
+
+import httpx
+import stripe
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
+from tenacity.stop import stop_base
+
+from payments import errors
+from payments.deadline import remaining_seconds
+from payments.models import CheckoutSession, StripePrice
+from payments.observability import logger
+from payments.settings import Settings
+
+T = TypeVar("T")
+
+MAX_RETRIES = 3
+TIMEOUT = httpx.Timeout(8.0, connect=3.0)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether Stripe (or the network) invites a retry of the same request."""
+    if not isinstance(exc, stripe.StripeError):
+        return False
+    headers = exc.headers or {}
+    should_retry = headers.get("stripe-should-retry") or headers.get("Stripe-Should-Retry")
+    if should_retry == "false":
+        return False
+    if should_retry == "true" or isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return True
+    status = exc.http_status or 0
+    return status >= 500 and not isinstance(exc, stripe.CardError)
+
+
+def to_domain_error(exc: stripe.StripeError) -> errors.PaymentsError:
+    """One place that decides what each Stripe failure means to our callers."""
+    message = "Payment could not be started, please retry."
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return errors.UpstreamUnavailable(message, code="stripe_unavailable")
+    if isinstance(exc, stripe.CardError):
+        return errors.Unprocessable("The card was declined.", code="card_declined")
+    if isinstance(exc, stripe.IdempotencyError):
+        return errors.Conflict(
+            "This request was already made with different details.", code="idempotency_conflict"
+        )
+    if isinstance(exc, stripe.InvalidRequestError) and exc.code == "resource_missing":
+        return errors.NotFound("Not found.", code="stripe_resource_missing")
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        logger.error("stripe rejected our credentials", extra={"stripe_code": exc.code})
+        return errors.UpstreamError(message, code="stripe_error")
+    return errors.UpstreamError(message, code="stripe_error")
+
+
+class _StopWhenOutOfTime(stop_base):
+    """Stop retrying when the next wait would not leave time for another attempt."""
+
+    def __init__(self, wait: Callable[[RetryCallState], float]) -> None:
+        self._wait = wait
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return self._wait(state) >= remaining_seconds()
+
+
+class StripeService:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        retry_base_seconds: float = 1.0,
+        http_client: stripe.HTTPClient | None = None,
+    ) -> None:
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else {},
+            # Retries are ours (below): Stripe's own would neither retry 429 nor stop at
+            # the Lambda's deadline.
+            max_network_retries=0,
+            http_client=http_client or stripe.HTTPXClient(timeout=TIMEOUT, allow_sync_methods=True),
+        )
+        self._retry_base_seconds = retry_base_seconds
+
+    def call(self, operation: str, fn: Callable[[], T]) -> T:
+        """Run one Stripe request with bounded retries; raise a domain error on failure."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(MAX_RETRIES + 1) | _StopWhenOutOfTime(self._next_wait),
+            wait=self._next_wait,
+            reraise=True,
+            before_sleep=lambda state: logger.warning(
+                "retrying stripe call",
+                extra={"operation": operation, "attempt": state.attempt_number},
+            ),
+        )
+        try:
+            return retrying(fn)
+        except stripe.StripeError as exc:
+            logger.warning(
+                "stripe call failed",
+                extra={
+                    "operation": operation,
+                    "http_status": exc.http_status,
+                    "stripe_code": exc.code,
+                    "request_id": exc.request_id,
+                },
+            )
+            raise to_domain_error(exc) from exc
+
+    def _next_wait(self, state: RetryCallState) -> float:
+        # 2^i × base for the i-th retry: 1 s, 2 s, 4 s with the default base.
+        return float(self._retry_base_seconds * 2 ** (state.attempt_number - 1))
+
+    # --- prices and customers -------------------------------------------------------------
+
+    def prices_by_lookup_key(self, lookup_keys: list[str]) -> dict[str, StripePrice]:
+        found = self.call(
+            "prices.list",
+            lambda: self.client.v1.prices.list(
+                params={"lookup_keys": lookup_keys, "active": True, "limit": 100}
+            ),
+        )
+        return {
+            price.lookup_key: _price(price) for price in found.data if price.lookup_key is not None
+        }
+
+    def find_customer_by_member(self, member_id: str) -> str | None:
+        result = self.call(
+            "customers.search",
+            lambda: self.client.v1.customers.search(
+                params={"query": f"metadata['member_id']:'{_quote(member_id)}'", "limit": 1}
+            ),
+        )
+        return result.data[0].id if result.data else None
+
+    def create_customer(self, member_id: str, idempotency_key: str) -> str:
+        customer = self.call(
+            "customers.create",
+            lambda: self.client.v1.customers.create(
+                params={"metadata": {"member_id": member_id}},
+                options={"idempotency_key": idempotency_key},
+            ),
+        )
+        return customer.id
+
+    # --- checkout ---------------------------------------------------------------------------
+
+    def create_checkout_session(
+        self,
+        *,
+        mode: Literal["payment", "subscription"],
+        price_id: str,
+        customer_id: str,
+        member_id: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        params: stripe.params.checkout.SessionCreateParams = {
+            "mode": mode,
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "customer": customer_id,
+            "client_reference_id": member_id,
+            "metadata": metadata,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        }
+        if mode == "payment":
+            params["payment_intent_data"] = {"metadata": metadata}
+        else:
+            params["subscription_data"] = {"metadata": metadata}
+        session = self.call(
+            "checkout.sessions.create",
+            lambda: self.client.v1.checkout.sessions.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )
+        return CheckoutSession(id=session.id, url=session.url)
+
+    def raw(self) -> Any:
+        """The underlying client, for adapters of later features that need more endpoints."""
+        return self.client
+
+
+@lru_cache(maxsize=1)
+def _service(api_key: str, api_base: str | None) -> StripeService:
+    return StripeService(api_key, api_base=api_base)
+
+
+def get_stripe(settings: Settings) -> StripeService:
+    """The container's Stripe service: one client, one connection pool."""
+    return _service(settings.value("stripe_secret_key"), settings.stripe_api_base)
+
+
+def _price(price: stripe.Price) -> StripePrice:
+    return StripePrice(
+        id=price.id,
+        lookup_key=price.lookup_key,
+        unit_amount=price.unit_amount,
+        currency=price.currency,
+        interval=price.recurring.interval if price.recurring else None,
+        active=price.active,
+    )
+
+
+def _quote(value: str) -> str:
+    # Stripe search strings are single-quoted; member ids never contain quotes, but a
+    # forged one must not break out of the query.
+    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,0 +1,242 @@
+"""Starting a Stripe Checkout: the money path a member takes from the Webflow page.
+
+Rules: never show one price and charge another (the Stripe price behind each product is
+checked against the catalog before selling), never create two sessions for one click (the
+idempotency key comes from the member, the product and the client's key), and always tell the
+member what to do next (errors carry a message for a person).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from payments import errors
+from payments.adapters.store import Store
+from payments.auth import Member
+from payments.catalog import Catalog, Product
+from payments.models import CheckoutSession, StripePrice
+from payments.observability import alert
+
+PRICE_CACHE_SECONDS = 300.0
+# Without a client Idempotency-Key, identical requests within this window are one click.
+DOUBLE_CLICK_WINDOW_SECONDS = 60
+MAX_CLIENT_KEY_LENGTH = 200
+
+
+class PricingUnavailable(errors.UpstreamUnavailable):
+    code = "pricing_unavailable"
+    default_message = "Prices are being updated. Payment could not be started, please retry."
+
+
+class AlreadyPurchased(errors.Conflict):
+    code = "already_purchased"
+    default_message = "You already own this product. Check your purchases before buying again."
+
+
+class StripeGateway(Protocol):
+    def prices_by_lookup_key(self, lookup_keys: list[str]) -> dict[str, StripePrice]: ...
+
+    def find_customer_by_member(self, member_id: str) -> str | None: ...
+
+    def create_customer(self, member_id: str, idempotency_key: str) -> str: ...
+
+    def create_checkout_session(
+        self,
+        *,
+        mode: Literal["payment", "subscription"],
+        price_id: str,
+        customer_id: str,
+        member_id: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession: ...
+
+
+@dataclass(frozen=True)
+class CheckoutUrls:
+    success: str
+    cancel: str
+
+    @classmethod
+    def from_settings(cls, success: str, cancel: str) -> CheckoutUrls:
+        # Stripe fills {CHECKOUT_SESSION_ID}; the F5 page needs it to show the purchase.
+        if "{CHECKOUT_SESSION_ID}" not in success:
+            success += ("&" if "?" in success else "?") + "session_id={CHECKOUT_SESSION_ID}"
+        return cls(success=success, cancel=cancel)
+
+
+class PriceResolver:
+    """Catalog product -> verified Stripe price id, cached per container for a few minutes."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        stripe: StripeGateway,
+        *,
+        ttl_seconds: float = PRICE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._catalog = catalog
+        self._stripe = stripe
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._prices: dict[str, StripePrice] = {}
+        self._fetched_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _current(self) -> dict[str, StripePrice]:
+        with self._lock:
+            if self._clock() - self._fetched_at > self._ttl:
+                keys = [p.lookup_key for p in self._catalog.products]
+                self._prices = self._stripe.prices_by_lookup_key(keys)
+                self._fetched_at = self._clock()
+            return self._prices
+
+    def price_id(self, product: Product) -> str:
+        """The Stripe price to charge for ``product``, or ``PricingUnavailable``."""
+        price = self._current().get(product.lookup_key)
+        problem = _drift(product, price)
+        if problem is not None:
+            # Force a re-read next time: the price may just have been fixed in Stripe.
+            with self._lock:
+                self._fetched_at = float("-inf")
+            alert(
+                "stripe price does not match the catalog",
+                product=product.id,
+                lookup_key=product.lookup_key,
+                problem=problem,
+            )
+            raise PricingUnavailable()
+        assert price is not None
+        return price.id
+
+
+def _drift(product: Product, price: StripePrice | None) -> str | None:
+    if price is None:
+        return "no active price with this lookup key"
+    if not price.active:
+        return "price inactive"
+    if price.unit_amount != product.amount:
+        return f"amount {price.unit_amount} != catalog {product.amount}"
+    if price.currency.lower() != product.currency:
+        return f"currency {price.currency} != catalog {product.currency}"
+    if price.interval != product.interval:
+        return f"interval {price.interval} != catalog {product.interval}"
+    return None
+
+
+def checkout_idempotency_key(
+    member_id: str, product_id: str, client_key: str | None, now: float
+) -> str:
+    """Same member + product + client key -> same key (and so the same Stripe session)."""
+    if client_key is not None:
+        client_key = client_key.strip()
+        if (
+            not client_key
+            or len(client_key) > MAX_CLIENT_KEY_LENGTH
+            or not client_key.isprintable()
+        ):
+            raise errors.InvalidRequest(
+                "The Idempotency-Key header must be 1 to 200 printable characters.",
+                code="invalid_idempotency_key",
+            )
+        scope = f"client:{client_key}"
+    else:
+        scope = f"window:{int(now // DOUBLE_CLICK_WINDOW_SECONDS)}"
+    digest = hashlib.sha256(f"{member_id}\n{product_id}\n{scope}".encode()).hexdigest()
+    return f"checkout-{digest[:48]}"
+
+
+def ensure_customer(member_id: str, stripe: StripeGateway, store: Store) -> str:
+    """The member's Stripe customer, created once and remembered."""
+    stored = store.call("customer_for_member", p_member_id=member_id)
+    if stored:
+        return str(stored)
+    # The mapping may be lost (restored database): Stripe remembers who the customer is.
+    customer_id = stripe.find_customer_by_member(member_id) or stripe.create_customer(
+        member_id, idempotency_key=f"customer-{hashlib.sha256(member_id.encode()).hexdigest()[:48]}"
+    )
+    saved = store.call("save_customer", p_member_id=member_id, p_stripe_customer_id=customer_id)
+    return str(saved)
+
+
+def session_metadata(
+    member: Member, product: Product, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    metadata = {
+        "member_id": member.id,
+        "product": product.id,
+        "track": product.id if product.mode == "payment" else "subscription",
+        "plan": product.id if product.mode == "subscription" else "one_time",
+    }
+    metadata.update(extra or {})
+    return metadata
+
+
+@dataclass(frozen=True)
+class CheckoutDeps:
+    catalog: Catalog
+    stripe: StripeGateway
+    prices: PriceResolver
+    store: Store
+    urls: CheckoutUrls
+    allow_repeat_purchases: bool = False
+
+
+def start_checkout(
+    deps: CheckoutDeps,
+    member: Member,
+    product_id: str,
+    *,
+    mode: Literal["payment", "subscription"] = "payment",
+    client_key: str | None = None,
+    extra_metadata: dict[str, str] | None = None,
+    switch_from: str | None = None,
+    now: float | None = None,
+) -> CheckoutSession:
+    """Create (or return the already created) Checkout Session for this click."""
+    product = deps.catalog.get(product_id, mode=mode)
+    if (
+        mode == "payment"
+        and switch_from is None
+        and not deps.allow_repeat_purchases
+        and deps.store.call("member_owns_product", p_member_id=member.id, p_product=product.id)
+    ):
+        raise AlreadyPurchased()
+    price_id = deps.prices.price_id(product)
+    customer_id = ensure_customer(member.id, deps.stripe, deps.store)
+    metadata = session_metadata(member, product, extra_metadata)
+    key = checkout_idempotency_key(
+        member.id,
+        product.id + (f":{switch_from}" if switch_from else ""),
+        client_key,
+        time.time() if now is None else now,
+    )
+    session = deps.stripe.create_checkout_session(
+        mode=mode,
+        price_id=price_id,
+        customer_id=customer_id,
+        member_id=member.id,
+        metadata=metadata,
+        success_url=deps.urls.success,
+        cancel_url=deps.urls.cancel,
+        idempotency_key=key,
+    )
+    deps.store.call(
+        "record_checkout_session",
+        p_checkout_session_id=session.id,
+        p_member_id=member.id,
+        p_product=product.id,
+        p_amount=product.amount,
+        p_currency=product.currency,
+        p_switch_from=switch_from,
+        p_metadata={"product": product.id, "mode": mode},
+    )
+    return session

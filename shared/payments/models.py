@@ -1,0 +1,21 @@
+"""Value types shared by the domain and the adapters (no vendor imports here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StripePrice:
+    id: str
+    lookup_key: str | None
+    unit_amount: int | None
+    currency: str
+    interval: str | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str | None

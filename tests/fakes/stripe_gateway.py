@@ -1,0 +1,42 @@
+"""An in-memory Stripe for domain tests, honouring idempotency keys like Stripe does."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from payments.models import CheckoutSession, StripePrice
+
+
+class FakeStripeGateway:
+    def __init__(self, prices: dict[str, StripePrice]) -> None:
+        self.prices = prices
+        self.customers: dict[str, str] = {}  # customer id -> member id
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self._by_key: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+        self.price_lookups = 0
+
+    def prices_by_lookup_key(self, lookup_keys: list[str]) -> dict[str, StripePrice]:
+        self.price_lookups += 1
+        return {k: p for k, p in self.prices.items() if k in lookup_keys}
+
+    def find_customer_by_member(self, member_id: str) -> str | None:
+        return next((c for c, m in self.customers.items() if m == member_id), None)
+
+    def create_customer(self, member_id: str, idempotency_key: str) -> str:
+        if idempotency_key not in self._by_key:
+            customer_id = f"cus_{next(self._ids)}"
+            self.customers[customer_id] = member_id
+            self._by_key[idempotency_key] = customer_id
+        return str(self._by_key[idempotency_key])
+
+    def create_checkout_session(self, *, idempotency_key: str, **params: Any) -> CheckoutSession:
+        if idempotency_key not in self._by_key:
+            session_id = f"cs_test_{next(self._ids)}"
+            self.sessions[session_id] = params
+            self._by_key[idempotency_key] = CheckoutSession(
+                session_id, f"https://checkout.example/{session_id}"
+            )
+        result: CheckoutSession = self._by_key[idempotency_key]
+        return result
