@@ -32,6 +32,7 @@ STATE_TABLES = (
     "subscriptions",
     "refunds",
     "outbox",
+    "erasures",
 )
 
 

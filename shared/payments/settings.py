@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # A second accepted signing secret while a rotated endpoint secret rolls out.
     stripe_webhook_secret_previous: SecretStr | None = None
     stripe_api_base: str | None = None
+    # Base of the 2^i backoff between Stripe retries; lowered only by tests and the emulator.
+    stripe_retry_base_seconds: float = Field(default=1.0, ge=0.0, le=5.0)
 
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None

@@ -10,6 +10,7 @@ Stripe exceptions become domain errors here; nothing above this module imports `
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
@@ -33,6 +34,17 @@ T = TypeVar("T")
 
 MAX_RETRIES = 3
 TIMEOUT = httpx.Timeout(8.0, connect=3.0)
+
+
+@dataclass(frozen=True)
+class IssuedRefund:
+    """A refund Stripe accepted."""
+
+    id: str
+    payment_intent: str
+    amount: int
+    currency: str
+    status: str
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -194,19 +206,56 @@ class StripeService:
         )
         return CheckoutSession(id=session.id, url=session.url)
 
+    # --- refunds ----------------------------------------------------------------------------
+
+    def create_refund(
+        self,
+        payment_intent: str,
+        *,
+        idempotency_key: str,
+        amount: int | None = None,
+        reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> IssuedRefund:
+        """Refund a payment (all that is left of it when ``amount`` is None)."""
+        params: stripe.params.RefundCreateParams = {"payment_intent": payment_intent}
+        if amount is not None:
+            params["amount"] = amount
+        if reason is not None:
+            params["reason"] = reason
+        if metadata:
+            params["metadata"] = metadata
+        refund = self.call(
+            "refunds.create",
+            lambda: self.client.v1.refunds.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )
+        return IssuedRefund(
+            id=refund.id,
+            payment_intent=payment_intent,
+            amount=refund.amount,
+            currency=refund.currency,
+            status=refund.status or "pending",
+        )
+
     def raw(self) -> Any:
         """The underlying client, for adapters of later features that need more endpoints."""
         return self.client
 
 
 @lru_cache(maxsize=1)
-def _service(api_key: str, api_base: str | None) -> StripeService:
-    return StripeService(api_key, api_base=api_base)
+def _service(api_key: str, api_base: str | None, retry_base_seconds: float) -> StripeService:
+    return StripeService(api_key, api_base=api_base, retry_base_seconds=retry_base_seconds)
 
 
 def get_stripe(settings: Settings) -> StripeService:
     """The container's Stripe service: one client, one connection pool."""
-    return _service(settings.value("stripe_secret_key"), settings.stripe_api_base)
+    return _service(
+        settings.value("stripe_secret_key"),
+        settings.stripe_api_base,
+        settings.stripe_retry_base_seconds,
+    )
 
 
 def _price(price: stripe.Price) -> StripePrice:
