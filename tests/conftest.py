@@ -38,7 +38,7 @@ STATE_TABLES = (
 
 def _server_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    return url or start_embedded(ROOT / ".local" / "pgtest")
+    return url or start_embedded(ROOT / ".local" / "pgtest", stop_at_exit=False)
 
 
 def _with_database(url: str, name: str) -> str:

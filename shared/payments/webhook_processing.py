@@ -1,0 +1,185 @@
+"""The worker's job for one queued Stripe event: apply it once, then perform what it queued.
+
+1. ``parse_event`` + ``interpret_event`` (``payments.webhooks``): the SQL call's parameters.
+2. ``process_stripe_event``: claims the event id and applies the effect in one transaction; a
+   duplicate changes nothing.
+3. A dispute opened by this event (not by a duplicate) alerts a person.
+4. Every pending outbox row of the event is leased, performed (Make.com ``add_project``, a
+   product-switch refund in Stripe) and marked sent. This runs for duplicates too: a message
+   redelivered after a Make.com outage finds the event applied but its dispatch still pending.
+   A failed dispatch is released and re-raised, so only this SQS message is retried.
+
+Ports are parameters (``WorkerPorts``), so tests pass real stores and local stand-ins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from payments.adapters.store import Store
+from payments.errors import PaymentsError
+from payments.observability import alert, logger
+from payments.webhooks import EventEffect, interpret_event, parse_event
+
+# Longer than the worker's timeout: a lease never expires while its holder may still send.
+OUTBOX_LEASE_SECONDS = 120
+
+Outcome = Literal["applied", "stale", "ignored", "duplicate"]
+
+
+class MakeDispatcher(Protocol):
+    def send(self, payload: Mapping[str, Any]) -> None: ...
+
+
+class IssuedRefundLike(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+class RefundIssuer(Protocol):
+    def create_refund(
+        self,
+        payment_intent: str,
+        *,
+        idempotency_key: str,
+        amount: int | None = None,
+        reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> IssuedRefundLike: ...
+
+
+@dataclass(frozen=True)
+class WorkerPorts:
+    store: Store
+    make: MakeDispatcher
+    # Built on first use: most events never need Stripe, and the worker's cold start should
+    # not pay for a client it does not use.
+    refunds: Callable[[], RefundIssuer]
+
+
+@dataclass(frozen=True)
+class ProcessedEvent:
+    event_id: str
+    event_type: str
+    outcome: Outcome
+    dispatched: int
+
+
+class DispatchFailed(PaymentsError):
+    """At least one side effect of the event failed; the message must be retried."""
+
+    code = "dispatch_failed"
+
+
+def switch_refund_idempotency_key(payment_intent: str) -> str:
+    return f"switch-refund:{payment_intent}"
+
+
+def process_event_message(body: str, ports: WorkerPorts) -> ProcessedEvent:
+    """Apply the Stripe event in ``body`` exactly once in effect and perform its side effects."""
+    event = parse_event(body)
+    effect = interpret_event(event)
+    result = ports.store.call("process_stripe_event", **effect.sql_params())
+    outcome: Outcome = result["outcome"]
+    log_context = {"stripe_event_id": event.id, "stripe_event_type": event.type}
+    if outcome == "ignored":
+        logger.info("stripe event ignored", extra=log_context)
+    else:
+        logger.info("stripe event processed", extra={**log_context, "outcome": outcome})
+    if outcome == "applied":
+        _alert_if_needed(effect, result)
+    dispatched = dispatch_pending(event.id, ports)
+    return ProcessedEvent(event.id, event.type, outcome, dispatched)
+
+
+def _alert_if_needed(effect: EventEffect, result: Mapping[str, Any]) -> None:
+    if effect.action != "dispute":
+        return
+    data = effect.data
+    context = {
+        "stripe_event_id": effect.event.id,
+        "dispute_id": data.get("dispute_id"),
+        "payment_intent": data.get("payment_intent"),
+        "amount": data.get("amount"),
+        "currency": data.get("currency"),
+        "reason": data.get("reason"),
+        "dispute_status": data.get("status"),
+        "evidence_due_by": data.get("evidence_due_by"),
+        "member_id": result.get("member_id"),
+    }
+    if effect.event.type == "charge.dispute.created":
+        alert("payment disputed: submit evidence before the deadline", **context)
+    else:
+        logger.warning("dispute closed", extra=context)
+
+
+def dispatch_pending(event_id: str, ports: WorkerPorts) -> int:
+    """Perform the pending outbox rows of ``event_id`` this worker can lease; return how many
+    were sent. Raises ``DispatchFailed`` after trying every row if any of them failed."""
+    rows = ports.store.call(
+        "claim_outbox_dispatches", p_event_id=event_id, p_lease_seconds=OUTBOX_LEASE_SECONDS
+    )
+    sent, failures = 0, []
+    for row in rows or []:
+        try:
+            result = _perform(row, ports)
+        except PaymentsError as exc:
+            ports.store.call("release_outbox_dispatch", p_id=row["id"], p_error=exc.code)
+            logger.warning(
+                "outbox dispatch failed",
+                extra={
+                    "stripe_event_id": event_id,
+                    "kind": row["kind"],
+                    "outbox_id": row["id"],
+                    "attempts": row["attempts"],
+                    "code": exc.code,
+                },
+            )
+            failures.append(exc.code)
+            continue
+        except Exception:
+            # Not ours to judge: free the row for the retry and let the batch report it.
+            ports.store.call("release_outbox_dispatch", p_id=row["id"], p_error="unexpected")
+            raise
+        ports.store.call("complete_outbox_dispatch", p_id=row["id"], p_result=result)
+        logger.info(
+            "outbox dispatch sent",
+            extra={"stripe_event_id": event_id, "kind": row["kind"], "outbox_id": row["id"]},
+        )
+        sent += 1
+    if failures:
+        raise DispatchFailed(f"{len(failures)} dispatch(es) failed: {', '.join(failures)}")
+    return sent
+
+
+def _perform(row: Mapping[str, Any], ports: WorkerPorts) -> dict[str, Any]:
+    kind, payload = row["kind"], row["payload"]
+    if kind == "add_project":
+        ports.make.send({"idempotency_key": row["event_id"], **payload})
+        return {}
+    if kind == "switch_refund":
+        original = str(payload["payment_intent"])
+        refund = ports.refunds().create_refund(
+            original,
+            idempotency_key=switch_refund_idempotency_key(original),
+            reason="requested_by_customer",
+            metadata={
+                "note": f"product switch to {payload['product']}",
+                "switched_to_checkout_session": str(payload.get("checkout_session_id") or ""),
+            },
+        )
+        return {
+            "refund_id": refund.id,
+            "amount": refund.amount,
+            "currency": refund.currency,
+            "status": refund.status,
+        }
+    raise DispatchFailed(f"unknown outbox kind {kind}", code="unknown_outbox_kind")

@@ -1,0 +1,254 @@
+"""The webhook receiver: real Stripe signatures on the raw body, moto SQS behind it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from functions.webhook import app as webhook_app
+from tests.conftest import event_file
+from tests.fakes.lambda_context import FakeLambdaContext
+from tests.webhooks import factories as f
+from tests.webhooks.conftest import receive_all, webhook_event
+from tools.devserver.routes import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def configured(env: pytest.MonkeyPatch, sqs_queue: tuple[Any, str]) -> tuple[Any, str]:
+    env.setenv("STRIPE_WEBHOOK_SECRET", f.WEBHOOK_SECRET)
+    env.setenv("WEBHOOK_QUEUE_URL", sqs_queue[1])
+    return sqs_queue
+
+
+def invoke(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = webhook_app.lambda_handler(event, FakeLambdaContext("WebhookFunction"))
+    return int(response["statusCode"]), json.loads(response["body"])
+
+
+def signed_completed_event() -> tuple[dict[str, Any], str]:
+    stripe_event = f.event("checkout.session.completed", f.checkout_session())
+    return stripe_event, f.payload(stripe_event)
+
+
+def test_a_correctly_signed_event_is_queued_verbatim_with_its_id_and_type(
+    configured: tuple[Any, str],
+) -> None:
+    # Given an event signed with the endpoint secret
+    client, queue_url = configured
+    stripe_event, body = signed_completed_event()
+
+    # When Stripe posts it
+    status, answer = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body))]))
+
+    # Then it is acknowledged and the queue holds the raw body with id and type attributes
+    assert (status, answer) == (200, {"received": True})
+    [message] = receive_all(client, queue_url)
+    assert message["Body"] == body
+    attributes = message["MessageAttributes"]
+    assert attributes["stripe_event_id"]["StringValue"] == stripe_event["id"]
+    assert attributes["stripe_event_type"]["StringValue"] == "checkout.session.completed"
+
+
+def test_a_missing_signature_is_refused_before_any_configuration_is_read(
+    env: pytest.MonkeyPatch,
+) -> None:
+    # Given no configuration at all (any settings access would fail with a 500)
+    _stripe_event, body = signed_completed_event()
+
+    # When a request arrives without a Stripe-Signature header
+    status, answer = invoke(webhook_event(body, []))
+
+    # Then it is a 400 in the contract's error shape
+    assert status == 400
+    assert answer["error"]["code"] == "missing_signature"
+
+
+def test_a_base64_encoded_body_is_verified_on_its_decoded_bytes(
+    configured: tuple[Any, str],
+) -> None:
+    client, queue_url = configured
+    _stripe_event, body = signed_completed_event()
+    event = webhook_event(body, [("Stripe-Signature", f.sign(body))])
+    event["body"] = base64.b64encode(body.encode()).decode()
+    event["isBase64Encoded"] = True
+
+    status, _ = invoke(event)
+
+    assert status == 200
+    assert [m["Body"] for m in receive_all(client, queue_url)] == [body]
+
+
+@pytest.mark.parametrize(
+    ("case", "header_for"),
+    [
+        ("stale timestamp", lambda body: f.sign(body, timestamp=int(time.time()) - 301)),
+        ("wrong secret", lambda body: f.sign(body, secret="whsec_someone_else")),
+        ("tampered body", lambda body: f.sign(body.replace("9900", "100"))),
+        ("garbage header", lambda body: "not-a-signature"),
+        ("no v1 scheme", lambda body: f.sign(body).replace("v1=", "v0=")),
+    ],
+)
+def test_an_unverifiable_signature_is_a_400_and_nothing_is_queued(
+    configured: tuple[Any, str], case: str, header_for: Any
+) -> None:
+    client, queue_url = configured
+    _stripe_event, body = signed_completed_event()
+
+    status, answer = invoke(webhook_event(body, [("Stripe-Signature", header_for(body))]))
+
+    assert status == 400, case
+    assert answer["error"]["code"] == "invalid_signature"
+    assert receive_all(client, queue_url) == []
+
+
+def test_any_v1_signature_in_the_header_may_match(configured: tuple[Any, str]) -> None:
+    # Given a header with a stale-secret signature first and the valid one second
+    _stripe_event, body = signed_completed_event()
+    valid = f.sign(body)
+    other = f.sign(body, secret="whsec_rolled_secret", timestamp=int(valid[2:12]))
+    header = f"{other},v1={valid.split('v1=')[1]}"
+
+    status, _ = invoke(webhook_event(body, [("Stripe-Signature", header)]))
+
+    assert status == 200
+
+
+def test_the_previous_secret_is_accepted_during_a_rotation(
+    configured: tuple[Any, str], env: pytest.MonkeyPatch
+) -> None:
+    env.setenv("STRIPE_WEBHOOK_SECRET_PREVIOUS", f.PREVIOUS_SECRET)
+    _stripe_event, body = signed_completed_event()
+
+    status, _ = invoke(
+        webhook_event(body, [("Stripe-Signature", f.sign(body, secret=f.PREVIOUS_SECRET))])
+    )
+
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "this is not json",
+        json.dumps({"id": "evt_1", "type": "charge.refunded"}),
+        json.dumps({"object": "event", "type": "charge.refunded", "created": 1}),
+        json.dumps([1, 2, 3]),
+    ],
+)
+def test_a_signed_body_that_is_not_a_stripe_event_is_a_400(
+    configured: tuple[Any, str], body: str
+) -> None:
+    client, queue_url = configured
+
+    status, answer = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body))]))
+
+    assert status == 400
+    assert answer["error"]["code"] == "malformed_event"
+    assert receive_all(client, queue_url) == []
+
+
+def test_a_failed_queue_write_is_a_500_so_stripe_retries(
+    configured: tuple[Any, str], env: pytest.MonkeyPatch
+) -> None:
+    # Given a queue that does not exist
+    _client, queue_url = configured
+    env.setenv("WEBHOOK_QUEUE_URL", queue_url + "-gone")
+    _stripe_event, body = signed_completed_event()
+
+    status, answer = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body))]))
+
+    assert status == 500
+    assert answer["error"]["code"] == "queue_unavailable"
+
+
+def test_no_body_signature_or_secret_reaches_the_logs(
+    configured: tuple[Any, str], log_lines: Callable[[], str]
+) -> None:
+    stripe_event, body = signed_completed_event()
+    header = f.sign(body)
+
+    invoke(webhook_event(body, [("Stripe-Signature", header)]))
+    invoke(webhook_event(body, [("Stripe-Signature", f.sign(body, secret="whsec_wrong_one"))]))
+
+    logs = log_lines()
+    assert stripe_event["id"] in logs
+    assert "stripe signature rejected" in logs
+    for secret_or_body in (header, header.split("v1=")[1], f.WEBHOOK_SECRET, "example@example.com"):
+        assert secret_or_body not in logs
+
+
+def test_the_sample_event_is_accepted_once_re_signed(configured: tuple[Any, str]) -> None:
+    # Given events/webhook.json, whose signature has aged past the tolerance
+    sample = json.loads(event_file("webhook").read_text())
+    stale_status, _ = invoke(dict(sample))
+    assert stale_status == 400
+
+    # When it is signed again now
+    sample["headers"]["stripe-signature"] = f.sign(sample["body"])
+    status, _ = invoke(sample)
+
+    # Then it is queued
+    assert status == 200
+    client, queue_url = configured
+    assert len(receive_all(client, queue_url)) == 1
+
+
+def test_the_webhook_path_never_imports_a_database_client_or_sentry() -> None:
+    # Given a fresh interpreter (the cold start), after one successful request
+    script = """
+import json, sys
+from moto import mock_aws
+with mock_aws():
+    from payments.adapters.queue import sqs_client
+    import os
+    os.environ["WEBHOOK_QUEUE_URL"] = sqs_client().create_queue(QueueName="q")["QueueUrl"]
+    from functions.webhook import app
+    from tests.webhooks import factories as f
+    from tools.devserver.events import http_event
+    from tools.devserver.lambda_host import FakeLambdaContext
+    stripe_event = f.event("checkout.session.completed", f.checkout_session())
+    body = f.payload(stripe_event)
+    event = http_event(method="POST", path="/v1/webhooks/stripe",
+                       route_key="POST /v1/webhooks/stripe", body=body.encode(),
+                       headers=[("Content-Type", "application/json"),
+                                ("Stripe-Signature", f.sign(body))])
+    response = app.lambda_handler(event, FakeLambdaContext("WebhookFunction"))
+    heavy = [m for m in ("psycopg", "postgrest", "supabase", "sentry_sdk", "httpx_retry")
+             if m in sys.modules]
+    print(json.dumps({"status": response["statusCode"], "heavy": heavy}))
+"""
+    child_env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
+        "STRIPE_WEBHOOK_SECRET": f.WEBHOOK_SECRET,
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    child_env.pop("SENTRY_DSN", None)
+
+    # When it handles a request
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=child_env,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+
+    # Then none of the worker's heavy clients were loaded
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {"status": 200, "heavy": []}

@@ -1,0 +1,80 @@
+"""Push the Stripe events whose webhook delivery failed back through the webhook queue.
+
+    python -m tools.recover_events                 # last 30 days (STRIPE_SECRET_KEY)
+    python -m tools.recover_events --days 3 --dry-run
+
+Stripe keeps retrying a failed delivery for three days, then gives up; ``events.list`` with
+``delivery_success=false`` finds those events. Each is sent to ``WEBHOOK_QUEUE_URL`` exactly as
+the webhook function would (raw event JSON, ``stripe_event_id``/``stripe_event_type``
+attributes). The events come from Stripe's API with our secret key, so no signature is needed.
+Re-running is safe: the worker applies an event id once and ignores repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import stripe
+
+from payments.adapters.queue import EventQueue, sqs_client
+
+
+def failed_events(client: stripe.StripeClient, days: int) -> Iterator[dict[str, Any]]:
+    """Events created in the last ``days`` days whose delivery to some endpoint failed."""
+    since = int(time.time()) - days * 86400
+    page = client.v1.events.list(
+        params={"delivery_success": False, "created": {"gte": since}, "limit": 100}
+    )
+    for event in page.auto_paging_iter():
+        raw: dict[str, Any] = json.loads(str(event))
+        yield raw
+
+
+def recover(
+    client: stripe.StripeClient, queue: EventQueue | None, *, days: int = 30, dry_run: bool = False
+) -> int:
+    """Queue (or, dry, list) every undelivered event; return how many."""
+    count = 0
+    for event in failed_events(client, days):
+        count += 1
+        label = f"{event['id']} ({event['type']})"
+        if dry_run or queue is None:
+            print(f"would queue {label}")
+            continue
+        queue.send_event(json.dumps(event), event_id=event["id"], event_type=event["type"])
+        print(f"queued {label}", flush=True)
+    verb = "would queue" if dry_run else "queued"
+    print(f"{verb} {count} undelivered event(s) from the last {days} day(s)", flush=True)
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.recover_events", description=__doc__)
+    parser.add_argument("--dry-run", action="store_true", help="list, queue nothing")
+    parser.add_argument("--days", type=int, default=30, help="how far back (default 30)")
+    args = parser.parse_args(argv)
+    api_key = os.environ.get("STRIPE_SECRET_KEY")
+    queue_url = os.environ.get("WEBHOOK_QUEUE_URL")
+    if not api_key:
+        parser.error("set STRIPE_SECRET_KEY")
+    if not queue_url and not args.dry_run:
+        parser.error("set WEBHOOK_QUEUE_URL")
+    api_base = os.environ.get("STRIPE_API_BASE")
+    client = stripe.StripeClient(
+        api_key, base_addresses={"api": api_base} if api_base else {}, max_network_retries=2
+    )
+    queue = (
+        EventQueue(queue_url, sqs_client(os.environ.get("AWS_ENDPOINT_URL"))) if queue_url else None
+    )
+    recover(client, queue, days=args.days, dry_run=args.dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
