@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakes.lambda_context import FakeLambdaContext
 from tools.devserver.events import http_event
+from tools.local.make_receiver import MakeReceiverServer, start_make_receiver
 from tools.local.memberstack import MemberstackServer, start_memberstack
 from tools.seed_stripe import seed_catalog
 from tools.stripe_emulator import start_emulator
@@ -28,8 +29,9 @@ APP_ID = "app_stack_payments"
 ADMIN_ID = "mem_admin"
 SUCCESS_URL = "https://site.example/f5?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "https://site.example/f4"
+MAKE_KEY = "make_stack_key"
 
-__all__ = ["api", "emulator", "memberstack", "service_env", "stack"]
+__all__ = ["api", "emulator", "make_receiver", "memberstack", "service_env", "stack"]
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +51,20 @@ def memberstack() -> Iterator[MemberstackServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def make_receiver() -> Iterator[MakeReceiverServer]:
+    server = start_make_receiver(0, api_key=MAKE_KEY)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def service_env(
-    env: pytest.MonkeyPatch, db: str, emulator: EmulatorHandle, memberstack: MemberstackServer
+    env: pytest.MonkeyPatch,
+    db: str,
+    emulator: EmulatorHandle,
+    memberstack: MemberstackServer,
+    make_receiver: MakeReceiverServer,
 ) -> pytest.MonkeyPatch:
     """Environment of a deployed function, pointed at the local stack."""
     httpx.delete(f"{emulator.base_url}/_emulator/faults")
@@ -69,6 +82,8 @@ def service_env(
         "CHECKOUT_SUCCESS_URL": SUCCESS_URL,
         "CHECKOUT_CANCEL_URL": CANCEL_URL,
         "ALLOWED_ORIGINS": "https://site.example",
+        "MAKE_WEBHOOK_URL": make_receiver.url,
+        "MAKE_API_KEY": MAKE_KEY,
     }.items():
         env.setenv(name, value)
     return env

@@ -1,0 +1,159 @@
+"""Payment analytics for a date range, as CSV files, a printed table and a PNG bar chart.
+
+    python -m tools.analytics_report --from 2026-01-01 --to 2026-12-31 [--out reports/]
+
+The numbers are those of ``GET /v1/admin/analytics`` (the same SQL function). The store is the
+one the service would use (``DATABASE_URL`` or the Supabase project); with neither set, the
+local embedded database of ``make dev``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from payments import errors
+from payments.adapters.store import Store, get_store
+from payments.analytics import AnalyticsReport, Figures, PeriodFigures, analytics_report
+from payments.catalog import format_amount
+from payments.settings import get_settings
+from tools.png_chart import Series, bar_chart
+
+COLUMNS = (
+    "period",
+    "product",
+    "currency",
+    "gross",
+    "refunds",
+    "disputes",
+    "net",
+    "paid_count",
+    "refund_count",
+    "dispute_count",
+    "sessions_created",
+    "conversion_rate",
+    "refund_rate",
+)
+
+
+def _row(figures: Figures, period: str) -> dict[str, object]:
+    data = figures.model_dump()
+    data["period"] = period
+    return {column: data[column] for column in COLUMNS}
+
+
+def table_rows(report: AnalyticsReport) -> dict[str, list[dict[str, object]]]:
+    """The report as flat rows: per day, per month, and per product over the whole range."""
+
+    def periodic(items: Sequence[PeriodFigures], monthly: bool) -> list[dict[str, object]]:
+        return [
+            _row(f, f.period.strftime("%Y-%m") if monthly else f.period.isoformat()) for f in items
+        ]
+
+    return {
+        "daily": periodic(report.daily, monthly=False),
+        "monthly": periodic(report.monthly, monthly=True),
+        "by_product": [_row(f, "total") for f in report.by_product],
+    }
+
+
+def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    """A fixed-width text table, amounts shown as money."""
+    shown = []
+    for row in rows:
+        currency = str(row["currency"])
+        cells = []
+        for column in COLUMNS:
+            value = row[column]
+            if column in ("gross", "refunds", "disputes", "net") and isinstance(value, int):
+                cells.append(format_amount(value, currency))
+            elif isinstance(value, float):
+                cells.append(f"{value:.1%}")
+            else:
+                cells.append("" if value is None else str(value))
+        shown.append(cells)
+    widths = [max([len(c), *(len(r[i]) for r in shown)]) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in shown]
+    return "\n".join(lines)
+
+
+def chart(report: AnalyticsReport) -> bytes:
+    """Net per month, one bar per product."""
+    months = sorted({f.period for f in report.monthly})
+    products = sorted({f.product for f in report.monthly})
+    net = {(f.period, f.product): 0 for f in report.monthly}
+    for f in report.monthly:
+        net[(f.period, f.product)] += f.net
+    series = [Series(p, [net.get((m, p), 0) for m in months]) for p in products]
+    top = max([0, *(v for s in series for v in s.values)])
+    title = f"NET BY MONTH {report.date_from.isoformat()} TO {report.date_to.isoformat()}"
+    return bar_chart(
+        title,
+        [m.strftime("%Y-%m") for m in months],
+        series,
+        value_label=format_amount(top, "usd") if top else "",
+    )
+
+
+def write_report(report: AnalyticsReport, out: Path) -> list[Path]:
+    """Write the CSV files and the chart into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"analytics_{report.date_from.isoformat()}_{report.date_to.isoformat()}"
+    written = []
+    for name, rows in table_rows(report).items():
+        path = out / f"{stem}_{name}.csv"
+        write_csv(path, rows)
+        written.append(path)
+    png = out / f"{stem}_net_by_month.png"
+    png.write_bytes(chart(report))
+    written.append(png)
+    return written
+
+
+def _store() -> Store:
+    settings = get_settings()
+    if settings.database_url is None and not settings.supabase_url:
+        from payments.adapters.postgres_store import PostgresStore
+        from tools.db import apply_migrations, database_url
+
+        url = database_url()
+        apply_migrations(url)
+        return PostgresStore(url)
+    return get_store(settings)
+
+
+def main(argv: Sequence[str] | None = None, store: Store | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.analytics_report", description=__doc__)
+    parser.add_argument("--from", dest="date_from", required=True, type=date.fromisoformat)
+    parser.add_argument("--to", dest="date_to", required=True, type=date.fromisoformat)
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="folder (reports/)")
+    args = parser.parse_args(argv)
+    try:
+        report = analytics_report(store or _store(), args.date_from, args.date_to)
+    except errors.PaymentsError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    rows = table_rows(report)
+    print("Monthly")
+    print(format_table(rows["monthly"]))
+    print("\nBy product")
+    print(format_table(rows["by_product"]))
+    for path in write_report(report, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
