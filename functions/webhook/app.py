@@ -16,18 +16,17 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from payments.adapters.queue import get_event_queue
-from payments.adapters.stripe_webhook import InvalidSignature, verify_signature
 from payments.deadline import start_invocation
 from payments.errors import InvalidRequest
 from payments.http import handle_http, json_response, make_resolver, ok_response
-from payments.observability import logger, metrics
+from payments.observability import get_metrics, logger
 from payments.runtime import bootstrap
 from payments.settings import Settings, get_settings
+from payments.webhook_signature import InvalidSignature, verify_signature
 from payments.webhooks import parse_event
 
 REQUIRED = ("stripe_webhook_secret", "webhook_queue_url")
@@ -119,6 +118,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     response = handle_http(app, event, context, max_body_bytes=MAX_EVENT_BYTES)
     if int(response.get("statusCode", 200)) >= HTTPStatus.INTERNAL_SERVER_ERROR:
         # Stripe retries a 5xx, but days of them disable the endpoint: count them for an alarm.
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        metrics = get_metrics()
         metrics.add_metric(name="WebhookServerErrors", unit=MetricUnit.Count, value=1)
         metrics.flush_metrics()
     return response

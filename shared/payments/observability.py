@@ -8,15 +8,18 @@ set, so functions without it pay nothing at cold start.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.logging.types import PowertoolsLogRecord
 
 from payments.scrub import scrub, scrub_text
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools import Metrics, Tracer
+
     from payments.settings import Settings
 
 SERVICE_NAME = "payments"
@@ -31,8 +34,32 @@ class ScrubbingFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(service=SERVICE_NAME, logger_formatter=ScrubbingFormatter())
-tracer = Tracer(service=SERVICE_NAME)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+
+
+# Tracer pulls in the X-Ray SDK and botocore, Metrics its own machinery: built on first use so
+# a function that never traces or emits a metric does not pay for them at cold start.
+@lru_cache(maxsize=1)
+def get_tracer() -> Tracer:
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=SERVICE_NAME)
+
+
+@lru_cache(maxsize=1)
+def get_metrics() -> Metrics:
+    from aws_lambda_powertools import Metrics
+
+    return Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+
+
+def __getattr__(name: str) -> Any:
+    # ``from payments.observability import metrics`` keeps working, lazily.
+    if name == "metrics":
+        return get_metrics()
+    if name == "tracer":
+        return get_tracer()
+    raise AttributeError(name)
+
 
 _sentry_started = False
 

@@ -1,6 +1,6 @@
 """SQS adapter: the queue between the webhook Lambda and its worker.
 
-One boto3 client per container (``get_event_queue``), with short explicit timeouts and
+One SQS client per container (``get_event_queue``), with short explicit timeouts and
 botocore's standard retry mode, so a slow SQS answer turns into a 500 (and a Stripe retry)
 well inside the webhook's time budget instead of a hung request. ``AWS_ENDPOINT_URL`` points it
 at a local SQS.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -63,8 +63,13 @@ class EventQueue:
 
 
 def sqs_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 SQS client with this service's timeouts and retry policy."""
-    return boto3.client("sqs", endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)
+    """An SQS client with this service's timeouts and retry policy.
+
+    botocore directly rather than boto3: boto3's import pulls in s3transfer, which the
+    webhook path never uses and which costs a large share of its cold start.
+    """
+    session = botocore.session.get_session()
+    return session.create_client("sqs", endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)
 
 
 @lru_cache(maxsize=4)
