@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import os
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +19,8 @@ from tools.devserver.routes import ROOT, Route, http_routes
 
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # API Gateway's payload limit
 STATIC_ROOT = ROOT / "web"
+LOCAL_MEMBER_TOKEN_PATH = "/_local/member-token"
+_DEMO_MEMBER_ID = re.compile(r"^mem_[A-Za-z0-9_]{1,64}$")
 
 
 class ApiServer(ThreadingHTTPServer):
@@ -53,6 +57,31 @@ class ApiServer(ThreadingHTTPServer):
         return thread
 
 
+def _local_member_token(body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """The demo page's member picker: ``{"member_id"}`` -> ``{"token"}`` from the stand-in's key.
+
+    Only while tokens are verified by the Memberstack stand-in on loopback; with a real
+    ``MEMBERSTACK_API_BASE`` a locally minted token would be refused anyway, so it is a 404.
+    """
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    base = urlsplit(os.environ.get("MEMBERSTACK_API_BASE", ""))
+    if base.hostname not in ("127.0.0.1", "localhost"):
+        return 404, headers, b'{"error":{"code":"not_found","message":"No such route."}}'
+    try:
+        member_id = json.loads(body or b"{}").get("member_id")
+    except (ValueError, AttributeError):
+        member_id = None
+    if not isinstance(member_id, str) or not _DEMO_MEMBER_ID.match(member_id):
+        return (
+            400,
+            headers,
+            b'{"error":{"code":"invalid_member_id","message":"Use a member id like mem_alice."}}',
+        )
+    from tools.local.memberstack import mint_token
+
+    return 201, headers, json.dumps({"token": mint_token(member_id)}).encode()
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     server: ApiServer
     protocol_version = "HTTP/1.1"
@@ -75,6 +104,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
             return
         body = self.rfile.read(length) if length else b""
+        if self.command == "POST" and parts.path == LOCAL_MEMBER_TOKEN_PATH:
+            self._send(*_local_member_token(body))
+            return
         if self.command == "GET" and self._serve_static(parts.path):
             return
         resolved = self.server.resolve(self.command, parts.path)

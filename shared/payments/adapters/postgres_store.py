@@ -8,6 +8,7 @@ it does through Supabase.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import psycopg
@@ -29,6 +30,10 @@ class PostgresStore:
     def __init__(self, url: str) -> None:
         self._url = url
         self._conn: psycopg.Connection[Any] | None = None
+        # Lambda runs one invocation at a time, but the local dev server and tests share a
+        # store between threads: one call at a time on the connection, so one caller's role
+        # and claims can never leak into another's transaction.
+        self._lock = threading.Lock()
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -59,6 +64,12 @@ class PostgresStore:
     def _run(self, function: str, params: dict[str, Any], claims: dict[str, Any] | None) -> Any:
         statement = self._statement(function, params)
         values = {name: _adapt(value) for name, value in params.items()}
+        with self._lock:
+            return self._execute(statement, values, claims)
+
+    def _execute(
+        self, statement: sql.Composed, values: dict[str, Any], claims: dict[str, Any] | None
+    ) -> Any:
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
