@@ -96,7 +96,9 @@ def process_event_message(body: str, ports: WorkerPorts) -> ProcessedEvent:
         logger.info("stripe event processed", extra={**log_context, "outcome": outcome})
     if outcome == "applied":
         _alert_if_needed(effect, result)
-    dispatched = dispatch_pending(event.id, ports)
+    # Only events that queued a side effect (or a duplicate whose dispatch is still owed)
+    # need the outbox; absent the flag, look anyway.
+    dispatched = dispatch_pending(event.id, ports) if result.get("pending_outbox", True) else 0
     return ProcessedEvent(event.id, event.type, outcome, dispatched)
 
 

@@ -416,6 +416,13 @@ $$;
 -- "member_id", ...}. p_log holds the payment_logs values the event itself carries (amount,
 -- currency, status, user_id, customer, metadata); the user falls back to the purchase's or
 -- the customer mapping's member.
+-- Whether the event left side effects to perform: lets the worker skip the outbox round
+-- trip for the (most common) events that queue nothing.
+create or replace function public._has_pending_outbox(p_event_id text) returns boolean
+language sql stable
+set search_path = public, pg_temp
+as $$ select exists (select 1 from outbox where event_id = p_event_id and status = 'pending') $$;
+
 create or replace function public.process_stripe_event(
   p_event_id text,
   p_event_type text,
@@ -442,7 +449,9 @@ begin
   on conflict (event_id) do nothing
   returning event_id into v_claimed;
   if v_claimed is null then
-    return jsonb_build_object('outcome', 'duplicate', 'event_id', p_event_id);
+    -- A duplicate may still have a dispatch left over from a failed earlier attempt.
+    return jsonb_build_object('outcome', 'duplicate', 'event_id', p_event_id,
+                              'pending_outbox', public._has_pending_outbox(p_event_id));
   end if;
 
   v_result := case p_action
@@ -477,7 +486,8 @@ begin
                       else '{}'::jsonb end)
     on conflict (stripe_event_id) do nothing;
   end if;
-  return v_result || jsonb_build_object('event_id', p_event_id, 'user_id', v_user_id);
+  return v_result || jsonb_build_object('event_id', p_event_id, 'user_id', v_user_id,
+                                        'pending_outbox', public._has_pending_outbox(p_event_id));
 end
 $$;
 
@@ -574,6 +584,7 @@ begin
     'public._purchase_may_become(text, text)',
     'public._purchase_status_after_refunds(text, bigint, bigint)',
     'public._refund_status_rank(text)',
+    'public._has_pending_outbox(text)',
     'public._enqueue_add_project(text, public.purchases)',
     'public._on_purchase_paid(text, public.purchases)',
     'public._recompute_refunded(text, bigint)',
