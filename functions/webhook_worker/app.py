@@ -26,7 +26,12 @@ from payments.errors import PaymentsError
 from payments.observability import logger
 from payments.runtime import bootstrap
 from payments.settings import Settings
-from payments.webhook_processing import RefundIssuer, WorkerPorts, process_event_message
+from payments.webhook_processing import (
+    MessageResult,
+    RefundIssuer,
+    WorkerPorts,
+    process_event_batch,
+)
 
 REQUIRED = ("stripe_secret_key", "make_webhook_url", "make_api_key")
 
@@ -42,41 +47,48 @@ def _ports(settings: Settings) -> WorkerPorts:
     return WorkerPorts(store=get_store(settings), make=get_make_webhook(settings), refunds=refunds)
 
 
-def _record_handler(ports: WorkerPorts) -> Any:
+def _record_handler(results: dict[str, MessageResult]) -> Any:
     def handle(record: SQSRecord) -> str:
         id_attribute = record.message_attributes["stripe_event_id"]
         event_id = id_attribute.string_value if id_attribute is not None else None
-        try:
-            return process_event_message(record.body, ports).outcome
-        except PaymentsError as exc:
+        result = results[record.message_id]
+        if isinstance(result, PaymentsError):
             # The reason, never the body: the payload may carry customer details.
             logger.warning(
                 "stripe event message failed",
                 extra={
                     "message_id": record.message_id,
                     "stripe_event_id": event_id,
-                    "code": exc.code,
-                    "reason": exc.message,
+                    "code": result.code,
+                    "reason": result.message,
                     "receive_count": record.attributes.approximate_receive_count,
                 },
             )
-            raise
-        except Exception:
-            logger.exception(
+            raise result
+        if isinstance(result, Exception):
+            logger.error(
                 "stripe event message failed unexpectedly",
                 extra={"message_id": record.message_id, "stripe_event_id": event_id},
+                exc_info=result,
             )
-            raise
+            raise result
+        return result.outcome
 
     return handle
 
 
 def handle_batch(event: dict[str, Any], context: LambdaContext, ports: WorkerPorts) -> Any:
     """Process one SQS batch with these ports; the partial batch response for Lambda."""
+    records = event.get("Records") or []
+    # The database work of the whole batch happens here, in one transaction; the processor
+    # then reports each message's own result, so failures stay per message.
+    results = process_event_batch(
+        {record["messageId"]: record.get("body") or "" for record in records}, ports
+    )
     # One processor per invocation: it holds the batch's results.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
-        event=event, record_handler=_record_handler(ports), processor=processor, context=context
+        event=event, record_handler=_record_handler(results), processor=processor, context=context
     )
 
 

@@ -83,11 +83,64 @@ def switch_refund_idempotency_key(payment_intent: str) -> str:
     return f"switch-refund:{payment_intent}"
 
 
+class EventRefused(PaymentsError):
+    """The database rolled this one event back; the message is retried on its own."""
+
+    code = "event_refused"
+
+
+MessageResult = ProcessedEvent | Exception
+
+
+def process_event_batch(bodies: Mapping[str, str], ports: WorkerPorts) -> dict[str, MessageResult]:
+    """Apply a batch of queued events, keyed by message id; each gets its own result.
+
+    All events go to the database in one call and one transaction, each in its own savepoint
+    (``process_stripe_events``): the batch pays for one commit instead of one per event, and a
+    refused event is rolled back and reported alone. Side effects follow per event.
+    """
+    results: dict[str, MessageResult] = {}
+    effects: dict[str, EventEffect] = {}
+    for message_id, body in bodies.items():
+        try:
+            effects[message_id] = interpret_event(parse_event(body))
+        except PaymentsError as exc:
+            results[message_id] = exc
+    # Same order in every worker: racing workers take the ledger's locks in the same order.
+    ordered = sorted(effects.items(), key=lambda item: item[1].event.id)
+    if not ordered:
+        return results
+    try:
+        outcomes = ports.store.call(
+            "process_stripe_events", p_events=[effect.batch_item() for _, effect in ordered]
+        )
+    except Exception as exc:  # noqa: BLE001 - every message of the batch fails with it
+        return {**results, **{message_id: exc for message_id, _ in ordered}}
+    for (message_id, effect), result in zip(ordered, outcomes, strict=True):
+        if result.get("outcome") == "error":
+            results[message_id] = EventRefused(
+                f"the database refused the event (SQLSTATE {result.get('sqlstate')})"
+            )
+            continue
+        try:
+            results[message_id] = _after_commit(effect, result, ports)
+        except Exception as exc:  # noqa: BLE001 - reported for this message only
+            results[message_id] = exc
+    return results
+
+
 def process_event_message(body: str, ports: WorkerPorts) -> ProcessedEvent:
-    """Apply the Stripe event in ``body`` exactly once in effect and perform its side effects."""
-    event = parse_event(body)
-    effect = interpret_event(event)
-    result = ports.store.call("process_stripe_event", **effect.sql_params())
+    """Apply one queued Stripe event exactly once in effect and perform its side effects."""
+    result = process_event_batch({"message": body}, ports)["message"]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _after_commit(
+    effect: EventEffect, result: Mapping[str, Any], ports: WorkerPorts
+) -> ProcessedEvent:
+    event = effect.event
     outcome: Outcome = result["outcome"]
     log_context = {"stripe_event_id": event.id, "stripe_event_type": event.type}
     if outcome == "ignored":

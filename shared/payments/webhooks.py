@@ -64,6 +64,10 @@ class EventEffect:
     data: dict[str, Any] = field(default_factory=dict)
     log: dict[str, Any] = field(default_factory=dict)
 
+    def batch_item(self) -> dict[str, Any]:
+        """This event as one element of ``process_stripe_events``' array."""
+        return {name.removeprefix("p_"): value for name, value in self.sql_params().items()}
+
     def sql_params(self) -> dict[str, Any]:
         return {
             "p_event_id": self.event.id,

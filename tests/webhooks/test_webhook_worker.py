@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from functions.webhook_worker import app as worker_app
@@ -457,32 +458,63 @@ def test_make_down_then_up_dispatches_exactly_once(
     assert rows(db, "select status, attempts from outbox") == [("sent", 2)]
 
 
-def test_a_database_error_fails_only_its_own_message(
-    db: str, make_receiver: MakeReceiverServer
-) -> None:
-    # Given a database that fails for one event
+def test_a_database_error_fails_only_its_own_message(db: str, ports: WorkerPorts) -> None:
+    # Given a database that refuses one event of the batch (a trigger raising on its id)
     good = f.event("checkout.session.completed", f.checkout_session())
     unlucky = f.event("checkout.session.completed", f.checkout_session())
-    real = make_ports(db, make_receiver)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "create or replace function pg_temp_refuse() returns trigger language plpgsql as $$"
+            f" begin if new.event_id = '{unlucky['id']}' then raise exception 'refused'; end if;"
+            " return new; end $$"
+        )
+        conn.execute(
+            "create trigger refuse_one before insert on processed_events"
+            " for each row execute function pg_temp_refuse()"
+        )
+    try:
+        batch = sqs_event(good, unlucky)
 
-    class FailingStore:
-        def call(self, function: str, **params: Any) -> Any:
-            if params.get("p_event_id") == unlucky["id"]:
-                raise errors.UpstreamUnavailable("db down", code="database_unavailable")
-            return real.store.call(function, **params)
-
-        def call_as_member(self, member_id: str, function: str, **params: Any) -> Any:
-            raise AssertionError("not used")
-
-    ports = WorkerPorts(store=FailingStore(), make=real.make, refunds=real.refunds)
-    batch = sqs_event(good, unlucky)
-
-    # When the batch is processed
-    response = worker_app.handle_batch(batch, context(), ports)
+        # When the batch is processed (in one transaction, each event in its own savepoint)
+        response = worker_app.handle_batch(batch, context(), ports)
+    finally:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("drop trigger refuse_one on processed_events")
+            conn.execute("drop function pg_temp_refuse()")
 
     # Then exactly the unlucky message is reported, and the other took effect
     assert response["batchItemFailures"] == [{"itemIdentifier": batch["Records"][1]["messageId"]}]
     assert ledger(db) == {good["id"]: "applied"}
+    with psycopg.connect(db) as conn:
+        purchases = conn.execute("select checkout_session_id from purchases").fetchall()
+    assert purchases == [(good["data"]["object"]["id"],)]
+
+
+def test_a_database_outage_fails_the_whole_batch_and_loses_nothing(
+    db: str, make_receiver: MakeReceiverServer
+) -> None:
+    # Given a database that is down for the batch call
+    first = f.event("checkout.session.completed", f.checkout_session())
+    second = f.event("payment_intent.succeeded", f.payment_intent(f.new_id("pi_")))
+    real = make_ports(db, make_receiver)
+
+    class DownStore:
+        def call(self, function: str, **params: Any) -> Any:
+            raise errors.UpstreamUnavailable("db down", code="database_unavailable")
+
+        def call_as_member(self, member_id: str, function: str, **params: Any) -> Any:
+            raise AssertionError("not used")
+
+    batch = sqs_event(first, second)
+    response = worker_app.handle_batch(
+        batch, context(), WorkerPorts(store=DownStore(), make=real.make, refunds=real.refunds)
+    )
+
+    # Then every message returns to the queue and nothing was recorded
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == {
+        r["messageId"] for r in batch["Records"]
+    }
+    assert ledger(db) == {}
     real.store.close()  # type: ignore[attr-defined]
 
 

@@ -84,7 +84,7 @@ def local_stack() -> Iterator[dict[str, str]]:
         seed_catalog(STRIPE_KEY, emulator.base_url, quiet=True)
         memberstack = start_memberstack(0, secret_key=MEMBERSTACK_KEY, app_id=APP_ID)
         stack.callback(memberstack.stop)
-        make = start_make_receiver(0, api_key=MAKE_KEY)
+        make = start_make_receiver(0, api_key=MAKE_KEY, echo=False)
         stack.callback(make.stop)
         sqs = start_sqs(0)
         stack.callback(sqs.stop)

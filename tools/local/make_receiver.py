@@ -49,9 +49,12 @@ def configured_api_key() -> str:
 class MakeReceiver:
     """The receiver's behaviour, independent of HTTP. Thread-safe."""
 
-    def __init__(self, *, api_key: str, scenario: str = DEFAULT_SCENARIO) -> None:
+    def __init__(
+        self, *, api_key: str, scenario: str = DEFAULT_SCENARIO, echo: bool = True
+    ) -> None:
         self.api_key = api_key
         self.scenario = scenario
+        self.echo = echo
         # Appended to in place, so a handle's ``.received`` stays the live list.
         self.received: list[Any] = []
         self._fault_status = HTTPStatus.SERVICE_UNAVAILABLE.value
@@ -101,10 +104,11 @@ class MakeReceiver:
         payload = request.json()
         with self._lock:
             self.received.append(payload)
-        print(
-            f"make.com {self.scenario} received: {json.dumps(payload, sort_keys=True)}",
-            flush=True,
-        )
+        if self.echo:
+            print(
+                f"make.com {self.scenario} received: {json.dumps(payload, sort_keys=True)}",
+                flush=True,
+            )
         return Response.text(HTTPStatus.OK, "Accepted")
 
     def _set_faults(self, request: Request) -> Response:
@@ -145,13 +149,18 @@ class MakeReceiverServer(BackgroundServer):
 
 
 def start_make_receiver(
-    port: int = 0, api_key: str | None = None, *, scenario: str = DEFAULT_SCENARIO
+    port: int = 0,
+    api_key: str | None = None,
+    *,
+    scenario: str = DEFAULT_SCENARIO,
+    echo: bool = True,
 ) -> MakeReceiverServer:
     """Start the receiver in a background thread on 127.0.0.1.
 
-    ``api_key`` defaults to ``MAKE_API_KEY`` or ``make_local_key``.
+    ``api_key`` defaults to ``MAKE_API_KEY`` or ``make_local_key``; ``echo=False`` keeps
+    payloads off stdout (benchmarks).
     """
-    receiver = MakeReceiver(api_key=api_key or configured_api_key(), scenario=scenario)
+    receiver = MakeReceiver(api_key=api_key or configured_api_key(), scenario=scenario, echo=echo)
     return MakeReceiverServer(receiver, port)
 
 
