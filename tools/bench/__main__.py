@@ -232,10 +232,18 @@ def timed(call: Callable[[], Any], iterations: int, warmup: int = 20) -> list[fl
 
 
 def webhook_latency(env: dict[str, str], iterations: int, repeats: int) -> dict[str, Any]:
+    from tools.bench.sqs_stub import SqsStub
     from tools.devserver.events import http_event
     from tools.devserver.lambda_host import FakeLambdaContext
 
-    _apply_env(env)
+    stub = SqsStub()
+    _apply_env(
+        {
+            **env,
+            "AWS_ENDPOINT_URL": stub.url,
+            "WEBHOOK_QUEUE_URL": f"{stub.url}/000000000000/bench-webhook",
+        }
+    )
     handler = __import__("functions.webhook.app", fromlist=["lambda_handler"]).lambda_handler
     results: dict[str, Any] = {}
     for size in (2 * 1024, 20 * 1024):
@@ -266,6 +274,8 @@ def webhook_latency(env: dict[str, str], iterations: int, repeats: int) -> dict[
             "p50_ms": summary(p50s),
             "p99_ms": summary(p99s),
         }
+    stub.stop()
+    _apply_env(env)
     return results
 
 
