@@ -38,7 +38,12 @@ def build_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
     for module in modules:
-        app = importlib.import_module(module).app
+        handler = importlib.import_module(module)
+        # A function without a resolver describes its routes in an ``openapi`` module beside it.
+        app = (
+            getattr(handler, "app", None)
+            or importlib.import_module(module.rsplit(".", 1)[0] + ".openapi").app
+        )
         schema = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():

@@ -25,32 +25,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from payments import errors
-from payments.observability import logger
+from payments.observability import capture_exception, logger
+from payments.responses import error_body, status_for
 from payments.settings import get_settings
 
 MAX_BODY_BYTES = 16 * 1024
 ALLOWED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
-
-# The single registry from domain error to HTTP status (most specific class first).
-STATUS_BY_ERROR: tuple[tuple[type[errors.PaymentsError], HTTPStatus], ...] = (
-    (errors.PayloadTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
-    (errors.InvalidRequest, HTTPStatus.BAD_REQUEST),
-    (errors.Unauthenticated, HTTPStatus.UNAUTHORIZED),
-    (errors.Forbidden, HTTPStatus.FORBIDDEN),
-    (errors.NotFound, HTTPStatus.NOT_FOUND),
-    (errors.MethodNotAllowed, HTTPStatus.METHOD_NOT_ALLOWED),
-    (errors.Conflict, HTTPStatus.CONFLICT),
-    (errors.Unprocessable, HTTPStatus.UNPROCESSABLE_ENTITY),
-    (errors.UpstreamError, HTTPStatus.BAD_GATEWAY),
-    (errors.UpstreamUnavailable, HTTPStatus.SERVICE_UNAVAILABLE),
-)
-
-
-def status_for(error: errors.PaymentsError) -> HTTPStatus:
-    for error_type, status in STATUS_BY_ERROR:
-        if isinstance(error, error_type):
-            return status
-    return HTTPStatus.INTERNAL_SERVER_ERROR
 
 
 def error_response(
@@ -59,7 +39,7 @@ def error_response(
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"error": {"code": code, "message": message}}),
+        body=error_body(code, message),
         headers=dict(headers or {}),
     )
 
@@ -142,7 +122,7 @@ def make_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         logger.exception("unhandled error")
-        _capture(exc)
+        capture_exception(exc)
         return error_response(
             HTTPStatus.INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -150,15 +130,6 @@ def make_resolver() -> APIGatewayHttpResolver:
         )
 
     return app
-
-
-def _capture(exc: Exception) -> None:
-    from payments import observability
-
-    if observability._sentry_started:
-        import sentry_sdk
-
-        sentry_sdk.capture_exception(exc)
 
 
 def _path_has_other_method(app: APIGatewayHttpResolver, path: str, method: str) -> bool:

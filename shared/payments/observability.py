@@ -94,6 +94,14 @@ def init_sentry(settings: Settings) -> bool:
     return True
 
 
+def capture_exception(exc: BaseException) -> None:
+    """Report an exception we answered with a generic 500 (details never reach the caller)."""
+    if _sentry_started:
+        import sentry_sdk
+
+        sentry_sdk.capture_exception(exc)
+
+
 def alert(message: str, **context: Any) -> None:
     """Raise a human-visible alert: an error log line and, when configured, a Sentry event.
 

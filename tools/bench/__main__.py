@@ -148,6 +148,30 @@ def functions() -> list[str]:
     )
 
 
+def runtime_python() -> str:
+    """An interpreter with only the runtime requirements, like a deployed function.
+
+    The development virtualenv also holds test tools, and some runtime packages import
+    more when those are present (httpx loads rich for its command line): cold starts
+    measured there would not be the Lambda's.
+    """
+    venv = ROOT / ".local" / "bench-runtime"
+    requirements = (ROOT / "requirements.txt").read_bytes()
+    stamp = venv / f".installed-{hashlib.sha256(requirements).hexdigest()[:16]}"
+    python = venv / "bin" / "python"
+    if not stamp.exists():
+        print("  creating the runtime-only virtualenv (first run only)…", flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
+            check=True,
+            capture_output=True,
+        )
+        stamp.touch()
+    return str(python)
+
+
 def cold_starts(env: dict[str, str], repeats: int, only: list[str] | None = None) -> dict[str, Any]:
     child_env = {
         **os.environ,
@@ -156,6 +180,7 @@ def cold_starts(env: dict[str, str], repeats: int, only: list[str] | None = None
         "PYTHONDONTWRITEBYTECODE": "0",
     }
     results: dict[str, Any] = {}
+    python = runtime_python()
     with tempfile.TemporaryDirectory() as tmp:
         for function in functions():
             if only and function not in only:
@@ -170,7 +195,7 @@ def cold_starts(env: dict[str, str], repeats: int, only: list[str] | None = None
                 ):
                     path.write_text(json.dumps(sample_event(function, env)))
                     out = subprocess.run(
-                        [sys.executable, "-m", "tools.bench.cold_start", str(path), module],
+                        [python, "-m", "tools.bench.cold_start", str(path), module],
                         env={**child_env, "BENCH_FUNCTION": function},
                         cwd=ROOT,
                         capture_output=True,
