@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 
@@ -22,10 +23,43 @@ def _pins(path: str) -> dict[str, str]:
     return pins
 
 
-def test_the_layer_pins_exactly_the_runtime_requirements_minus_the_lambda_runtime_sdk() -> None:
+LEFT_OUT_OF_THE_LAYER = {
+    "boto3",
+    "s3transfer",  # provided by the Lambda runtime; SQS goes through botocore
+    "supabase",
+    "supabase-auth",
+    "supabase-functions",
+    "realtime",
+    "storage3",  # postgrest only
+    "websockets",
+    "cryptography",
+    "cffi",
+    "pycparser",  # only those clients need them
+}
+IMPORT_NAMES = {"supabase-auth": "supabase_auth", "supabase-functions": "supabase_functions"}
+
+
+def test_the_layer_pins_exactly_the_runtime_requirements_minus_what_is_never_imported() -> None:
     runtime = _pins("requirements.txt")
     layer = _pins("shared/requirements.txt")
-    assert layer == {k: v for k, v in runtime.items() if k not in ("boto3", "s3transfer")}
+    assert layer == {k: v for k, v in runtime.items() if k not in LEFT_OUT_OF_THE_LAYER}
+
+
+def test_no_deployed_module_imports_a_package_left_out_of_the_layer() -> None:
+    left_out = {IMPORT_NAMES.get(name, name) for name in LEFT_OUT_OF_THE_LAYER}
+    offenders = []
+    for path in [
+        *ROOT.joinpath("shared", "payments").rglob("*.py"),
+        *ROOT.joinpath("functions").rglob("*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in left_out]
+    assert offenders == []
 
 
 def test_every_function_has_a_sample_event_and_a_handler_module() -> None:

@@ -540,7 +540,7 @@ def main() -> int:
         "--only",
         nargs="*",
         metavar="SECTION",
-        choices=["cold", "webhook", "checkout", "worker"],
+        choices=["cold", "webhook", "checkout", "worker", "size"],
         help="run only these sections",
     )
     parser.add_argument("--functions", nargs="*", help="cold starts of these functions only")
@@ -554,7 +554,9 @@ def main() -> int:
         },
         "repeats": repeats,
     }
-    sections = set(args.only or ["cold", "webhook", "checkout", "worker"])
+    sections = set(args.only or ["cold", "webhook", "checkout", "worker", "size"])
+    if args.skip_size:
+        sections.discard("size")
     with local_stack() as env:
         if "cold" in sections:
             print("cold starts…", flush=True)
@@ -568,7 +570,7 @@ def main() -> int:
         if "worker" in sections:
             print("worker throughput…", flush=True)
             report["worker"] = worker_throughput(env, 50 if args.quick else 200, repeats)
-    if not args.skip_size and not args.only:
+    if "size" in sections:
         print("package size (sam build)…", flush=True)
         report["package"] = package_sizes()
     print(render(report))
