@@ -19,3 +19,16 @@ class StripePrice:
 class CheckoutSession:
     id: str
     url: str | None
+
+
+@dataclass(frozen=True)
+class PaymentSnapshot:
+    """A payment intent and its latest charge as Stripe sees them now."""
+
+    id: str
+    status: str
+    amount: int
+    amount_refunded: int
+    currency: str
+    disputed: bool
+    member_id: str | None

@@ -26,7 +26,7 @@ from tenacity.stop import stop_base
 
 from payments import errors
 from payments.deadline import remaining_seconds
-from payments.models import CheckoutSession, StripePrice
+from payments.models import CheckoutSession, PaymentSnapshot, StripePrice
 from payments.observability import logger
 from payments.settings import Settings
 
@@ -61,6 +61,30 @@ def is_retryable(exc: BaseException) -> bool:
     return status >= 500 and not isinstance(exc, stripe.CardError)
 
 
+_REFUND_REFUSALS: dict[str, tuple[type[errors.PaymentsError], str, str]] = {
+    "charge_already_refunded": (
+        errors.Conflict,
+        "already_fully_refunded",
+        "This payment has already been fully refunded.",
+    ),
+    "amount_too_large": (
+        errors.Unprocessable,
+        "refund_exceeds_refundable",
+        "The amount is more than what is left to refund.",
+    ),
+    "charge_disputed": (
+        errors.Conflict,
+        "payment_disputed",
+        "This payment is disputed; it cannot be refunded.",
+    ),
+    "charge_not_refundable": (
+        errors.Conflict,
+        "payment_not_refundable",
+        "This payment has not succeeded; there is nothing to refund.",
+    ),
+}
+
+
 def to_domain_error(exc: stripe.StripeError) -> errors.PaymentsError:
     """One place that decides what each Stripe failure means to our callers."""
     message = "Payment could not be started, please retry."
@@ -74,6 +98,10 @@ def to_domain_error(exc: stripe.StripeError) -> errors.PaymentsError:
         )
     if isinstance(exc, stripe.InvalidRequestError) and exc.code == "resource_missing":
         return errors.NotFound("Not found.", code="stripe_resource_missing")
+    if isinstance(exc, stripe.InvalidRequestError) and exc.code in _REFUND_REFUSALS:
+        # Stripe refused a refund on the payment's state: a definite answer, not an outage.
+        error_type, code, text = _REFUND_REFUSALS[exc.code]
+        return error_type(text, code=code)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         logger.error("stripe rejected our credentials", extra={"stripe_code": exc.code})
         return errors.UpstreamError(message, code="stripe_error")
@@ -237,6 +265,28 @@ class StripeService:
             amount=refund.amount,
             currency=refund.currency,
             status=refund.status or "pending",
+        )
+
+    # --- payments -----------------------------------------------------------------------
+
+    def retrieve_payment(self, payment_intent: str) -> PaymentSnapshot:
+        """The payment intent with its latest charge: what was paid, refunded, disputed."""
+        params: stripe.params.PaymentIntentRetrieveParams = {"expand": ["latest_charge"]}
+        intent = self.call(
+            "payment_intents.retrieve",
+            lambda: self.client.v1.payment_intents.retrieve(payment_intent, params=params),
+        )
+        charge = intent.latest_charge if isinstance(intent.latest_charge, stripe.Charge) else None
+        metadata = intent.metadata
+        member_id = metadata["member_id"] if metadata and "member_id" in metadata else None
+        return PaymentSnapshot(
+            id=intent.id,
+            status=intent.status,
+            amount=charge.amount if charge is not None else intent.amount_received,
+            amount_refunded=charge.amount_refunded if charge is not None else 0,
+            currency=intent.currency,
+            disputed=bool(charge is not None and charge.disputed),
+            member_id=str(member_id) if member_id else None,
         )
 
     def raw(self) -> Any:
