@@ -222,15 +222,26 @@ def _perform(row: Mapping[str, Any], ports: WorkerPorts) -> dict[str, Any]:
         return {}
     if kind == "switch_refund":
         original = str(payload["payment_intent"])
-        refund = ports.refunds().create_refund(
-            original,
-            idempotency_key=switch_refund_idempotency_key(original),
-            reason="requested_by_customer",
-            metadata={
-                "note": f"product switch to {payload['product']}",
-                "switched_to_checkout_session": str(payload.get("checkout_session_id") or ""),
-            },
-        )
+        try:
+            refund = ports.refunds().create_refund(
+                original,
+                idempotency_key=switch_refund_idempotency_key(original),
+                reason="requested_by_customer",
+                metadata={
+                    "note": f"product switch to {payload['product']}",
+                    "switched_to_checkout_session": str(payload.get("checkout_session_id") or ""),
+                },
+            )
+        except PaymentsError as exc:
+            if exc.code != "already_fully_refunded":
+                raise
+            # Refunded another way meanwhile (an admin, the Dashboard): nothing left to return,
+            # and retrying until the dead-letter queue would only raise a false alarm.
+            logger.warning(
+                "switch refund skipped: original already refunded",
+                extra={"payment_intent": original, "outbox_id": row["id"]},
+            )
+            return {"already_refunded": True}
         return {
             "refund_id": refund.id,
             "amount": refund.amount,

@@ -87,6 +87,29 @@ def events_of(client: stripe.StripeClient, event_type: str) -> list[dict[str, An
     return [json.loads(str(e)) for e in reversed(listed.data)]
 
 
+def test_a_switch_whose_original_was_already_refunded_completes_without_a_retry(
+    db: str, client: stripe.StripeClient, emu: EmulatorHandle, make_receiver: MakeReceiverServer
+) -> None:
+    # Given a paid original that an admin refunded in full before the switch was paid
+    ports = make_ports(db, make_receiver)
+    stripe_service = StripeService(API_KEY, api_base=emu.base_url, retry_base_seconds=0.01)
+    ports = WorkerPorts(store=ports.store, make=ports.make, refunds=lambda: stripe_service)
+    original = buy(client, emu, "business_plan_builder", 9900)
+    [first] = events_of(client, "checkout.session.completed")
+    assert worker_app.handle_batch(sqs_event(first), context(), ports)["batchItemFailures"] == []
+    client.v1.refunds.create(params={"payment_intent": original.payment_intent})
+
+    # When the switch's new session is paid
+    buy(client, emu, "website_audit_feedback", 7900, switch_from=original.payment_intent)
+    second = events_of(client, "checkout.session.completed")[-1]
+    response = worker_app.handle_batch(sqs_event(second), context(), ports)
+
+    # Then the message succeeds (no retries into the dead-letter queue), no second refund
+    assert response["batchItemFailures"] == []
+    assert len(client.v1.refunds.list(params={"payment_intent": original.payment_intent}).data) == 1
+    assert rows(db, "select status from outbox where kind = 'switch_refund'") == [("sent",)]
+
+
 def test_a_product_switch_refunds_the_original_once_and_marks_it_switched(
     db: str, client: stripe.StripeClient, emu: EmulatorHandle, make_receiver: MakeReceiverServer
 ) -> None:
