@@ -1,0 +1,273 @@
+"""Subscriptions function: subscribe to a plan, preview and change it, cancel, pause, resume,
+and list the member's subscriptions.
+
+Every route authenticates the Memberstack token; routes on one subscription act only for its
+owner (anyone else gets 404). ``payments.subscriptions`` holds the rules.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from payments import subscriptions
+from payments.adapters.store import get_store
+from payments.adapters.stripe_service import get_stripe
+from payments.adapters.stripe_subscriptions import get_stripe_subscriptions
+from payments.auth import Member, authenticate, get_verifier
+from payments.catalog import load_catalog
+from payments.checkout import CheckoutDeps, CheckoutUrls, PriceResolver
+from payments.deadline import start_invocation
+from payments.http import handle_http, json_response, make_resolver, ok_response
+from payments.models import CheckoutSession
+from payments.observability import logger
+from payments.runtime import bootstrap
+from payments.settings import Settings, get_settings
+from payments.subscription_models import (
+    ChangePreview,
+    ChangeResult,
+    MemberSubscriptions,
+    PauseBehavior,
+    ProrationBehavior,
+    SubscriptionView,
+)
+
+REQUIRED = (
+    "stripe_secret_key",
+    "memberstack_secret_key",
+    "memberstack_app_id",
+    "checkout_success_url",
+    "checkout_cancel_url",
+)
+SUBSCRIPTION_ID = r"^sub_[A-Za-z0-9]{1,64}$"
+# Personal data: never kept by a browser or a shared cache.
+NO_STORE = {"Cache-Control": "no-store"}
+
+app = make_resolver()
+
+SubscriptionId = Annotated[str, Path(pattern=SUBSCRIPTION_ID, description="A Stripe sub_ id")]
+PlanId = Annotated[str, Field(min_length=1, max_length=64, description="A subscription plan id")]
+
+
+class SubscribeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product: PlanId
+
+
+class PreviewChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product: PlanId
+    proration_behavior: ProrationBehavior = "create_prorations"
+
+
+class ChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product: PlanId
+    proration_behavior: ProrationBehavior = "create_prorations"
+    proration_date: Annotated[
+        int | None,
+        Field(gt=0, description="The proration_date of a preview, to charge what it showed"),
+    ] = None
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at_period_end: bool = True
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    behavior: PauseBehavior = "keep_as_draft"
+    resumes_at: Annotated[int | None, Field(gt=0, description="Unix seconds")] = None
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckoutSessionOut(BaseModel):
+    id: str
+    url: str
+
+
+@lru_cache(maxsize=1)
+def _deps(settings: Settings) -> subscriptions.SubscriptionDeps:
+    catalog = load_catalog()
+    stripe = get_stripe(settings)
+    return subscriptions.SubscriptionDeps(
+        checkout=CheckoutDeps(
+            catalog=catalog,
+            stripe=stripe,
+            prices=PriceResolver(catalog, stripe),
+            store=get_store(settings),
+            urls=CheckoutUrls.from_settings(
+                settings.value("checkout_success_url"), settings.value("checkout_cancel_url")
+            ),
+        ),
+        subscriptions=get_stripe_subscriptions(settings),
+    )
+
+
+def _member() -> Member:
+    settings = get_settings()
+    return authenticate(
+        app.current_event.headers, get_verifier(settings), settings.admin_member_ids
+    )
+
+
+def _client_key() -> str | None:
+    return app.current_event.headers.get("idempotency-key")
+
+
+def _session(session: CheckoutSession) -> Response[str]:
+    return json_response(201, {"id": session.id, "url": session.url})
+
+
+@app.post(
+    "/v1/subscriptions",
+    summary="Start a Stripe Checkout for a subscription plan",
+    responses=ok_response(
+        CheckoutSessionOut, "The session to redirect to", 201, 401, 409, 502, 503
+    ),
+)
+def subscribe(body: SubscribeRequest) -> Response[str]:
+    member = _member()
+    session = subscriptions.start_subscription(
+        _deps(get_settings()), member, body.product, client_key=_client_key()
+    )
+    logger.info(
+        "subscription checkout ready", extra={"member_id": member.id, "session": session.id}
+    )
+    return _session(session)
+
+
+@app.post(
+    "/v1/subscriptions/<subscription_id>/preview-change",
+    summary="What a plan change costs now and at the next renewal (priced by Stripe)",
+    responses=ok_response(ChangePreview, "The proration preview", 200, 401, 404, 409, 502, 503),
+)
+def preview_change(subscription_id: SubscriptionId, body: PreviewChangeRequest) -> Response[str]:
+    member = _member()
+    preview = subscriptions.preview_change(
+        _deps(get_settings()),
+        member,
+        subscription_id,
+        body.product,
+        proration_behavior=body.proration_behavior,
+    )
+    return json_response(200, preview.model_dump(mode="json"), NO_STORE)
+
+
+@app.post(
+    "/v1/subscriptions/<subscription_id>/change",
+    summary="Move the subscription to another plan (or track), with prorations",
+    responses=ok_response(ChangeResult, "The changed subscription", 200, 401, 404, 409, 422, 502),
+)
+def change(subscription_id: SubscriptionId, body: ChangeRequest) -> Response[str]:
+    member = _member()
+    result = subscriptions.change_plan(
+        _deps(get_settings()),
+        member,
+        subscription_id,
+        body.product,
+        proration_behavior=body.proration_behavior,
+        proration_date=body.proration_date,
+        client_key=_client_key(),
+    )
+    logger.info(
+        "subscription plan changed",
+        extra={"member_id": member.id, "subscription": subscription_id, "product": body.product},
+    )
+    return json_response(200, result.model_dump(mode="json"), NO_STORE)
+
+
+@app.post(
+    "/v1/subscriptions/<subscription_id>/cancel",
+    summary="Cancel at the end of the period (default) or at once",
+    responses=ok_response(SubscriptionView, "The subscription", 200, 401, 404, 409, 502, 503),
+)
+def cancel(subscription_id: SubscriptionId, body: CancelRequest | None = None) -> Response[str]:
+    body = body or CancelRequest()
+    member = _member()
+    view = subscriptions.cancel(
+        _deps(get_settings()),
+        member,
+        subscription_id,
+        at_period_end=body.at_period_end,
+        client_key=_client_key(),
+    )
+    logger.info(
+        "subscription canceled",
+        extra={
+            "member_id": member.id,
+            "subscription": subscription_id,
+            "at_period_end": body.at_period_end,
+        },
+    )
+    return json_response(200, view.model_dump(mode="json"), NO_STORE)
+
+
+@app.post(
+    "/v1/subscriptions/<subscription_id>/pause",
+    summary="Pause payment collection",
+    responses=ok_response(SubscriptionView, "The subscription", 200, 401, 404, 409, 422, 502),
+)
+def pause(subscription_id: SubscriptionId, body: PauseRequest | None = None) -> Response[str]:
+    body = body or PauseRequest()
+    member = _member()
+    view = subscriptions.pause(
+        _deps(get_settings()),
+        member,
+        subscription_id,
+        behavior=body.behavior,
+        resumes_at=body.resumes_at,
+        client_key=_client_key(),
+    )
+    logger.info(
+        "subscription paused", extra={"member_id": member.id, "subscription": subscription_id}
+    )
+    return json_response(200, view.model_dump(mode="json"), NO_STORE)
+
+
+@app.post(
+    "/v1/subscriptions/<subscription_id>/resume",
+    summary="Resume a paused subscription, or undo a cancellation at period end",
+    responses=ok_response(SubscriptionView, "The subscription", 200, 401, 404, 409, 502, 503),
+)
+def resume(subscription_id: SubscriptionId, body: ResumeRequest | None = None) -> Response[str]:
+    member = _member()
+    view = subscriptions.resume(
+        _deps(get_settings()), member, subscription_id, client_key=_client_key()
+    )
+    logger.info(
+        "subscription resumed", extra={"member_id": member.id, "subscription": subscription_id}
+    )
+    return json_response(200, view.model_dump(mode="json"), NO_STORE)
+
+
+@app.get(
+    "/v1/me/subscriptions",
+    summary="The member's subscriptions",
+    responses=ok_response(MemberSubscriptions, "The member's subscriptions", 200, 401, 503),
+)
+def my_subscriptions() -> Response[str]:
+    member = _member()
+    listed = subscriptions.member_subscriptions(get_store(get_settings()), member.id)
+    return json_response(200, listed.model_dump(mode="json"), NO_STORE)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    bootstrap(*REQUIRED, store=True)
+    start_invocation(context)
+    return handle_http(app, event, context)

@@ -1,0 +1,109 @@
+"""Value types of subscription management (no vendor imports here).
+
+``StripeSubscription`` and ``InvoicePreview`` are what the Stripe adapter reads back; the
+pydantic models are the bodies the subscriptions API answers with (and documents in OpenAPI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
+PauseBehavior = Literal["keep_as_draft", "mark_uncollectible", "void"]
+
+# Stripe statuses in which a member still holds (or owes for) the plan.
+LIVE_STATUSES = ("active", "trialing", "past_due", "paused")
+ENDED_STATUSES = ("canceled", "incomplete_expired")
+
+
+@dataclass(frozen=True)
+class StripeSubscription:
+    """The fields of a Stripe subscription the service acts on (single-item subscriptions)."""
+
+    id: str
+    customer: str
+    status: str
+    item_id: str | None
+    price_id: str | None
+    price_lookup_key: str | None
+    current_period_start: int | None
+    current_period_end: int | None
+    cancel_at_period_end: bool
+    pause_behavior: str | None
+    resumes_at: int | None
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in ENDED_STATUSES
+
+    @property
+    def is_paused(self) -> bool:
+        """Collection paused by us (``pause_collection``) or the subscription itself paused."""
+        return self.pause_behavior is not None or self.status == "paused"
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    description: str
+    amount: int
+    proration: bool
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    """An invoice Stripe computed without creating it (``invoices.create_preview``)."""
+
+    currency: str
+    total: int
+    amount_due: int
+    ending_balance: int
+    lines: tuple[PreviewLine, ...]
+
+
+# --- response bodies ------------------------------------------------------------------------
+
+
+class SubscriptionView(BaseModel):
+    """A subscription as the member sees it."""
+
+    id: str
+    product: str | None
+    status: str
+    paused: bool
+    pause_behavior: str | None = None
+    resumes_at: datetime | None = None
+    cancel_at_period_end: bool
+    current_period_end: datetime | None = None
+
+
+class ChangeResult(SubscriptionView):
+    proration_behavior: ProrationBehavior
+    proration_date: int
+
+
+class PreviewLineOut(BaseModel):
+    description: str
+    amount: int
+    proration: bool
+
+
+class ChangePreview(BaseModel):
+    """What a plan change costs, as Stripe computes it for ``proration_date``."""
+
+    subscription: str
+    product: str
+    proration_behavior: ProrationBehavior
+    proration_date: int
+    amount_due_now: int
+    next_renewal_amount: int
+    proration_amount: int
+    currency: str
+    lines: list[PreviewLineOut]
+
+
+class MemberSubscriptions(BaseModel):
+    subscriptions: list[SubscriptionView]

@@ -1,0 +1,541 @@
+"""Subscription management: subscribe, preview and change a plan, cancel, pause, resume.
+
+Rules:
+
+* Only the owner acts on a subscription. Our tables must tie it to the member (or not know it
+  yet) *and* Stripe's subscription must belong to the member's customer; anyone else is told it
+  does not exist (404), never that it is someone else's (403).
+* Stripe's live subscription decides whether an action makes sense (a canceled subscription is
+  not canceled again, a paused one not paused again), because our table trails it by the time
+  the webhook worker takes.
+* Our table is written only by the worker from ``customer.subscription.*`` events, never from
+  here: one writer keeps the ``state_as_of`` ordering simple, and an optimistic write stamped
+  with our clock could hide a newer Stripe event of the same second. The responses below carry
+  Stripe's answer, so the caller sees the new state at once.
+* A plan change is priced by Stripe: the preview returns the ``proration_date`` it used and the
+  change accepts it back, so the member is charged exactly what was shown.
+* Every Stripe POST carries an idempotency key derived from the member, the subscription, the
+  action, its parameters and the client's ``Idempotency-Key`` (or, without one, a short window
+  in which identical requests are one click), and every change writes a ``payment_logs`` row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from payments import errors
+from payments.adapters.store import Store
+from payments.auth import Member
+from payments.catalog import Product
+from payments.checkout import (
+    DOUBLE_CLICK_WINDOW_SECONDS,
+    MAX_CLIENT_KEY_LENGTH,
+    CheckoutDeps,
+    start_checkout,
+)
+from payments.models import CheckoutSession
+from payments.subscription_models import (
+    ChangePreview,
+    ChangeResult,
+    InvoicePreview,
+    MemberSubscriptions,
+    PauseBehavior,
+    PreviewLineOut,
+    ProrationBehavior,
+    StripeSubscription,
+    SubscriptionView,
+)
+
+Action = Literal["change", "cancel", "pause", "resume"]
+
+
+class SubscriptionExists(errors.Conflict):
+    code = "subscription_exists"
+    default_message = "You already have this plan. Manage it from your subscriptions."
+
+
+class SubscriptionNotFound(errors.NotFound):
+    code = "subscription_not_found"
+    default_message = "No such subscription."
+
+
+class SubscriptionEnded(errors.Conflict):
+    code = "subscription_canceled"
+    default_message = "This subscription is canceled."
+
+
+class PlanUnchanged(errors.Conflict):
+    code = "plan_unchanged"
+    default_message = "The subscription is already on this plan."
+
+
+class CancelAlreadyScheduled(errors.Conflict):
+    code = "cancel_already_scheduled"
+    default_message = "This subscription already ends at the end of the current period."
+
+
+class AlreadyPaused(errors.Conflict):
+    code = "already_paused"
+    default_message = "This subscription is already paused."
+
+
+class NothingToResume(errors.Conflict):
+    code = "not_paused"
+    default_message = "This subscription is neither paused nor set to cancel."
+
+
+class ProrationDateOutOfPeriod(errors.Unprocessable):
+    code = "proration_date_out_of_period"
+    default_message = "proration_date must fall within the subscription's current period."
+
+
+class ResumesAtInPast(errors.Unprocessable):
+    code = "resumes_at_in_past"
+    default_message = "resumes_at must be in the future."
+
+
+class SubscriptionGateway(Protocol):
+    """The Stripe subscription calls (``adapters.stripe_subscriptions``)."""
+
+    def retrieve(self, subscription_id: str) -> StripeSubscription: ...
+
+    def preview_change(
+        self,
+        subscription_id: str,
+        *,
+        item_id: str,
+        price_id: str,
+        proration_date: int,
+        proration_behavior: ProrationBehavior,
+    ) -> InvoicePreview: ...
+
+    def change_price(
+        self,
+        subscription_id: str,
+        *,
+        item_id: str,
+        price_id: str,
+        proration_behavior: ProrationBehavior,
+        proration_date: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> StripeSubscription: ...
+
+    def cancel_at_period_end(
+        self, subscription_id: str, idempotency_key: str
+    ) -> StripeSubscription: ...
+
+    def cancel_now(self, subscription_id: str, idempotency_key: str) -> StripeSubscription: ...
+
+    def pause_collection(
+        self,
+        subscription_id: str,
+        *,
+        behavior: PauseBehavior,
+        resumes_at: int | None,
+        idempotency_key: str,
+    ) -> StripeSubscription: ...
+
+    def clear_pause_and_cancellation(
+        self, subscription_id: str, *, clear_cancel: bool, idempotency_key: str
+    ) -> StripeSubscription: ...
+
+    def resume_paused(self, subscription_id: str, idempotency_key: str) -> StripeSubscription: ...
+
+
+@dataclass(frozen=True)
+class SubscriptionDeps:
+    checkout: CheckoutDeps
+    subscriptions: SubscriptionGateway
+    clock: Callable[[], float] = field(default=time.time)
+
+    @property
+    def store(self) -> Store:
+        return self.checkout.store
+
+
+# --- subscribe ------------------------------------------------------------------------------
+
+
+def start_subscription(
+    deps: SubscriptionDeps, member: Member, product_id: str, *, client_key: str | None = None
+) -> CheckoutSession:
+    """A Checkout Session in subscription mode for a plan the member does not hold yet."""
+    product = deps.checkout.catalog.get(product_id, mode="subscription")
+    if deps.store.call("member_has_live_subscription", p_member_id=member.id, p_product=product.id):
+        raise SubscriptionExists()
+    return start_checkout(
+        deps.checkout,
+        member,
+        product.id,
+        mode="subscription",
+        client_key=client_key,
+        now=deps.clock(),
+    )
+
+
+def member_subscriptions(store: Store, member_id: str) -> MemberSubscriptions:
+    """The member's subscriptions from our table, read under RLS as that member."""
+    rows = store.call_as_member(member_id, "member_subscriptions") or []
+    return MemberSubscriptions(subscriptions=[SubscriptionView.model_validate(r) for r in rows])
+
+
+# --- ownership ------------------------------------------------------------------------------
+
+
+def owned_subscription(
+    deps: SubscriptionDeps, member: Member, subscription_id: str
+) -> StripeSubscription:
+    """Stripe's current subscription if ``member`` owns it, else ``SubscriptionNotFound``."""
+    access = deps.store.call(
+        "subscription_access", p_member_id=member.id, p_subscription_id=subscription_id
+    )
+    customer_id = access.get("customer_id") if isinstance(access, Mapping) else None
+    if not customer_id or not access.get("allowed"):
+        raise SubscriptionNotFound()
+    try:
+        subscription = deps.subscriptions.retrieve(subscription_id)
+    except errors.NotFound:
+        raise SubscriptionNotFound() from None
+    if subscription.customer != customer_id:
+        raise SubscriptionNotFound()
+    return subscription
+
+
+# --- plan change ----------------------------------------------------------------------------
+
+
+def preview_change(
+    deps: SubscriptionDeps,
+    member: Member,
+    subscription_id: str,
+    product_id: str,
+    *,
+    proration_behavior: ProrationBehavior = "create_prorations",
+) -> ChangePreview:
+    """What moving to ``product_id`` costs now and at the next renewal, priced by Stripe."""
+    product = deps.checkout.catalog.get(product_id, mode="subscription")
+    subscription = owned_subscription(deps, member, subscription_id)
+    item_id, price_id = _changeable(deps, subscription, product)
+    proration_date = resolve_proration_date(subscription, None, deps.clock())
+    preview = deps.subscriptions.preview_change(
+        subscription.id,
+        item_id=item_id,
+        price_id=price_id,
+        proration_date=proration_date,
+        proration_behavior=proration_behavior,
+    )
+    prorations = sum(line.amount for line in preview.lines if line.proration)
+    if proration_behavior == "always_invoice":
+        # The preview is the invoice issued now; a credit it leaves reduces the next renewal.
+        due_now = preview.amount_due
+        next_renewal = max(0, product.amount + preview.ending_balance)
+    else:
+        # The preview is the next renewal's invoice, prorations included.
+        due_now, next_renewal = 0, preview.amount_due
+    return ChangePreview(
+        subscription=subscription.id,
+        product=product.id,
+        proration_behavior=proration_behavior,
+        proration_date=proration_date,
+        amount_due_now=due_now,
+        next_renewal_amount=next_renewal,
+        proration_amount=prorations,
+        currency=preview.currency,
+        lines=[
+            PreviewLineOut(
+                description=line.description, amount=line.amount, proration=line.proration
+            )
+            for line in preview.lines
+        ],
+    )
+
+
+def change_plan(
+    deps: SubscriptionDeps,
+    member: Member,
+    subscription_id: str,
+    product_id: str,
+    *,
+    proration_behavior: ProrationBehavior = "create_prorations",
+    proration_date: int | None = None,
+    client_key: str | None = None,
+) -> ChangeResult:
+    """Swap the subscription's plan; with a previewed ``proration_date``, at the previewed price."""
+    product = deps.checkout.catalog.get(product_id, mode="subscription")
+    subscription = owned_subscription(deps, member, subscription_id)
+    item_id, price_id = _changeable(deps, subscription, product)
+    now = deps.clock()
+    resolved_date = resolve_proration_date(subscription, proration_date, now)
+    previous = _product_of(deps, subscription)
+    key = action_idempotency_key(
+        member.id,
+        subscription.id,
+        "change",
+        {"product": product.id, "behavior": proration_behavior, "date": resolved_date},
+        client_key,
+        now,
+    )
+    updated = deps.subscriptions.change_price(
+        subscription.id,
+        item_id=item_id,
+        price_id=price_id,
+        proration_behavior=proration_behavior,
+        proration_date=resolved_date,
+        # The worker names the plan from this metadata: keep it in step with the price.
+        metadata={"product": product.id, "plan": product.id},
+        idempotency_key=key,
+    )
+    _log(
+        deps,
+        member,
+        updated,
+        "change",
+        key,
+        amount=product.amount,
+        currency=product.currency,
+        details={
+            "product": product.id,
+            "from_product": previous,
+            "proration_behavior": proration_behavior,
+            "proration_date": resolved_date,
+        },
+    )
+    view = subscription_view(deps, updated)
+    return ChangeResult(
+        **view.model_dump(),
+        proration_behavior=proration_behavior,
+        proration_date=resolved_date,
+    )
+
+
+# --- cancel, pause, resume ------------------------------------------------------------------
+
+
+def cancel(
+    deps: SubscriptionDeps,
+    member: Member,
+    subscription_id: str,
+    *,
+    at_period_end: bool = True,
+    client_key: str | None = None,
+) -> SubscriptionView:
+    """Cancel at the end of the period (undone by ``resume``) or at once."""
+    subscription = owned_subscription(deps, member, subscription_id)
+    if subscription.is_ended:
+        raise SubscriptionEnded("This subscription is already canceled.")
+    if at_period_end and subscription.cancel_at_period_end:
+        raise CancelAlreadyScheduled()
+    key = action_idempotency_key(
+        member.id,
+        subscription.id,
+        "cancel",
+        {"at_period_end": at_period_end},
+        client_key,
+        deps.clock(),
+    )
+    updated = (
+        deps.subscriptions.cancel_at_period_end(subscription.id, key)
+        if at_period_end
+        else deps.subscriptions.cancel_now(subscription.id, key)
+    )
+    _log(deps, member, updated, "cancel", key, details={"at_period_end": at_period_end})
+    return subscription_view(deps, updated)
+
+
+def pause(
+    deps: SubscriptionDeps,
+    member: Member,
+    subscription_id: str,
+    *,
+    behavior: PauseBehavior = "keep_as_draft",
+    resumes_at: int | None = None,
+    client_key: str | None = None,
+) -> SubscriptionView:
+    """Pause payment collection, until ``resumes_at`` (unix seconds) or a ``resume``."""
+    now = deps.clock()
+    if resumes_at is not None and resumes_at <= now:
+        raise ResumesAtInPast()
+    subscription = owned_subscription(deps, member, subscription_id)
+    if subscription.is_ended:
+        raise SubscriptionEnded()
+    if subscription.is_paused:
+        raise AlreadyPaused()
+    key = action_idempotency_key(
+        member.id,
+        subscription.id,
+        "pause",
+        {"behavior": behavior, "resumes_at": resumes_at},
+        client_key,
+        now,
+    )
+    updated = deps.subscriptions.pause_collection(
+        subscription.id, behavior=behavior, resumes_at=resumes_at, idempotency_key=key
+    )
+    _log(
+        deps,
+        member,
+        updated,
+        "pause",
+        key,
+        details={"behavior": behavior, "resumes_at": resumes_at},
+    )
+    return subscription_view(deps, updated)
+
+
+def resume(
+    deps: SubscriptionDeps,
+    member: Member,
+    subscription_id: str,
+    *,
+    client_key: str | None = None,
+) -> SubscriptionView:
+    """Undo a pause and a scheduled cancellation."""
+    subscription = owned_subscription(deps, member, subscription_id)
+    if subscription.is_ended:
+        raise SubscriptionEnded()
+    if not (subscription.is_paused or subscription.cancel_at_period_end):
+        raise NothingToResume()
+    key = action_idempotency_key(member.id, subscription.id, "resume", {}, client_key, deps.clock())
+    updated = subscription
+    if subscription.status == "paused":
+        updated = deps.subscriptions.resume_paused(subscription.id, key)
+    if updated.pause_behavior is not None or updated.cancel_at_period_end:
+        updated = deps.subscriptions.clear_pause_and_cancellation(
+            subscription.id,
+            clear_cancel=updated.cancel_at_period_end,
+            idempotency_key=f"{key}-clear",
+        )
+    _log(
+        deps,
+        member,
+        updated,
+        "resume",
+        key,
+        details={
+            "was_paused": subscription.is_paused,
+            "was_canceling": subscription.cancel_at_period_end,
+        },
+    )
+    return subscription_view(deps, updated)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def action_idempotency_key(
+    member_id: str,
+    subscription_id: str,
+    action: Action,
+    params: Mapping[str, Any],
+    client_key: str | None,
+    now: float,
+) -> str:
+    """Same member, subscription, action, parameters and client key -> same Stripe request.
+
+    Without a client key, identical requests within a short window count as one click. The
+    parameters are part of the key so that a reused client key with other details is a new
+    request rather than a Stripe ``idempotency_error``.
+    """
+    if client_key is not None:
+        client_key = client_key.strip()
+        if (
+            not client_key
+            or len(client_key) > MAX_CLIENT_KEY_LENGTH
+            or not client_key.isprintable()
+        ):
+            raise errors.InvalidRequest(
+                "The Idempotency-Key header must be 1 to 200 printable characters.",
+                code="invalid_idempotency_key",
+            )
+        scope = f"client:{client_key}"
+    else:
+        scope = f"window:{int(now // DOUBLE_CLICK_WINDOW_SECONDS)}"
+    material = "\n".join(
+        (member_id, subscription_id, action, json.dumps(params, sort_keys=True), scope)
+    )
+    return f"subscription-{action}-{hashlib.sha256(material.encode()).hexdigest()[:48]}"
+
+
+def subscription_view(deps: SubscriptionDeps, subscription: StripeSubscription) -> SubscriptionView:
+    return SubscriptionView(
+        id=subscription.id,
+        product=_product_of(deps, subscription),
+        status=subscription.status,
+        paused=subscription.is_paused,
+        pause_behavior=subscription.pause_behavior,
+        resumes_at=_datetime(subscription.resumes_at),
+        cancel_at_period_end=subscription.cancel_at_period_end,
+        current_period_end=_datetime(subscription.current_period_end),
+    )
+
+
+def _changeable(
+    deps: SubscriptionDeps, subscription: StripeSubscription, product: Product
+) -> tuple[str, str]:
+    """``(item id, new price id)`` of a change that makes sense, or why it does not."""
+    if subscription.is_ended:
+        raise SubscriptionEnded()
+    if subscription.item_id is None:
+        raise errors.Conflict("This subscription has no plan to change.", code="no_plan")
+    price_id = deps.checkout.prices.price_id(product)
+    if subscription.price_id == price_id or subscription.price_lookup_key == product.lookup_key:
+        raise PlanUnchanged()
+    return subscription.item_id, price_id
+
+
+def resolve_proration_date(
+    subscription: StripeSubscription, requested: int | None, now: float
+) -> int:
+    """The requested date if it falls in the current period; else now, kept inside the period
+    (a subscription on a Stripe test clock may live ahead of the wall clock)."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if requested is not None:
+        if start is None or end is None or not start <= requested < end:
+            raise ProrationDateOutOfPeriod()
+        return requested
+    moment = int(now)
+    if start is not None and end is not None:
+        moment = min(max(moment, start), end - 1)
+    return moment
+
+
+def _product_of(deps: SubscriptionDeps, subscription: StripeSubscription) -> str | None:
+    if subscription.price_lookup_key is None:
+        return None
+    product = deps.checkout.catalog.by_lookup_key(subscription.price_lookup_key)
+    return product.id if product else None
+
+
+def _datetime(seconds: int | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, tz=UTC) if seconds else None
+
+
+def _log(
+    deps: SubscriptionDeps,
+    member: Member,
+    subscription: StripeSubscription,
+    action: Action,
+    idempotency_key: str,
+    *,
+    amount: int | None = None,
+    currency: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    deps.store.call(
+        "log_subscription_action",
+        p_member_id=member.id,
+        p_subscription_id=subscription.id,
+        p_action=action,
+        p_idempotency_key=idempotency_key,
+        p_status=subscription.status,
+        p_amount=amount,
+        p_currency=currency,
+        p_metadata={key: value for key, value in (details or {}).items() if value is not None},
+    )

@@ -1,0 +1,587 @@
+"""The subscriptions function end to end: the handler, the Stripe emulator, the Memberstack
+stand-in, the real Postgres and the webhook worker that keeps the subscriptions table."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.stack import *  # noqa: F403
+from tests.stack import Stack, api
+from tests.subscriptions.conftest import (
+    act,
+    action_logs,
+    call,
+    customer_events,
+    deliver,
+    run_worker,
+    stripe_get,
+    stripe_subscription,
+    subscribe,
+    subscription_row,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker_env")]
+
+
+def _price(subscription: dict[str, Any]) -> dict[str, Any]:
+    price: dict[str, Any] = subscription["items"]["data"][0]["price"]
+    return price
+
+
+def _pending_items(stack: Stack, customer: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stripe_get(
+        stack, "/v1/invoiceitems", customer=customer, pending="true", limit=100
+    )["data"]
+    return items
+
+
+# --- subscribe ------------------------------------------------------------------------------
+
+
+def test_a_paid_subscription_checkout_becomes_the_members_subscription(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a member starting a subscription
+    answer = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    assert answer.status == 201
+    session = stripe_get(stack, f"/v1/checkout/sessions/{answer.body['id']}")
+    assert session["mode"] == "subscription"
+    assert session["metadata"]["member_id"] == member
+    assert session["metadata"]["product"] == "growth_monthly"
+    assert answer.body["url"] == session["url"]
+
+    # When the member pays and the worker applies Stripe's events
+    paid = stack.emulator_call(
+        "POST", f"/_emulator/checkout/sessions/{session['id']}/pay", json={"outcome": "success"}
+    )
+    deliver(stack, paid["customer"])
+
+    # Then the member's subscriptions list it
+    listed = call(stack, member, "GET", "/v1/me/subscriptions")
+    assert listed.status == 200
+    assert listed.headers.get("Cache-Control") == "no-store"
+    (only,) = listed.body["subscriptions"]
+    assert only["id"] == paid["subscription"]
+    assert only["product"] == "growth_monthly"
+    assert only["status"] == "active"
+    assert only["paused"] is False
+    assert only["cancel_at_period_end"] is False
+    assert only["current_period_end"] is not None
+
+
+def test_a_second_subscription_to_a_plan_the_member_holds_is_refused(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a member subscribed to growth
+    subscribe(stack, member, "growth_monthly")
+
+    # When they subscribe to growth again, then to scale
+    again = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    other = call(stack, member, "POST", "/v1/subscriptions", {"product": "scale_monthly"})
+
+    # Then only the plan they hold is refused
+    assert again.status == 409
+    assert again.body["error"]["code"] == "subscription_exists"
+    assert other.status == 201
+
+
+def test_a_canceled_plan_can_be_subscribed_to_again(stack: Stack, db: str, member: str) -> None:
+    sub = subscribe(stack, member)
+    assert act(stack, member, sub.subscription, "cancel", {"at_period_end": False}).status == 200
+    deliver(stack, sub.customer)
+
+    answer = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+
+    assert answer.status == 201
+
+
+@pytest.mark.parametrize("product", ["no_such_plan", "business_plan_builder"])
+def test_subscribing_to_anything_but_a_plan_is_a_400(
+    stack: Stack, member: str, product: str
+) -> None:
+    answer = call(stack, member, "POST", "/v1/subscriptions", {"product": product})
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "unknown_product"
+    assert "growth_monthly" in answer.body["error"]["message"]
+    assert stack.stripe_calls("POST /v1/checkout/sessions") == 0
+
+
+# --- preview and change ---------------------------------------------------------------------
+
+
+def test_a_change_with_the_previewed_date_creates_exactly_the_previewed_prorations(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a growth subscriber who previews moving to scale
+    sub = subscribe(stack, member, "growth_monthly")
+    preview = act(stack, member, sub.subscription, "preview-change", {"product": "scale_monthly"})
+    assert preview.status == 200
+    shown = preview.body
+    prorations = [line for line in shown["lines"] if line["proration"]]
+    assert [line["amount"] < 0 for line in prorations] == [True, False]  # credit, then charge
+    assert shown["proration_amount"] == sum(line["amount"] for line in prorations) > 0
+    assert shown["amount_due_now"] == 0
+    assert shown["next_renewal_amount"] == shown["proration_amount"] + 7900
+    assert shown["currency"] == "usd"
+
+    # When the member confirms with the preview's proration_date
+    changed = act(
+        stack,
+        member,
+        sub.subscription,
+        "change",
+        {"product": "scale_monthly", "proration_date": shown["proration_date"]},
+    )
+
+    # Then Stripe holds exactly the previewed prorations for the next invoice
+    assert changed.status == 200
+    assert changed.body["product"] == "scale_monthly"
+    assert changed.body["proration_date"] == shown["proration_date"]
+    pending = _pending_items(stack, sub.customer)
+    assert sorted(i["amount"] for i in pending) == sorted(line["amount"] for line in prorations)
+    assert _price(stripe_subscription(stack, sub.subscription))["lookup_key"] == (
+        "scale_monthly_usd_v1"
+    )
+    # And the worker, from Stripe's events, records the new plan
+    deliver(stack, sub.customer)
+    assert subscription_row(db, sub.subscription)["product"] == "scale_monthly"  # type: ignore[index]
+
+
+def test_always_invoice_bills_the_previewed_amount_at_once(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+    first_invoice = stripe_subscription(stack, sub.subscription)["latest_invoice"]
+    preview = act(
+        stack,
+        member,
+        sub.subscription,
+        "preview-change",
+        {"product": "scale_monthly", "proration_behavior": "always_invoice"},
+    ).body
+    assert preview["amount_due_now"] > 0
+    assert preview["next_renewal_amount"] == 7900
+
+    changed = act(
+        stack,
+        member,
+        sub.subscription,
+        "change",
+        {
+            "product": "scale_monthly",
+            "proration_behavior": "always_invoice",
+            "proration_date": preview["proration_date"],
+        },
+    )
+
+    assert changed.status == 200
+    invoice_id = stripe_subscription(stack, sub.subscription)["latest_invoice"]
+    assert invoice_id != first_invoice
+    invoice = stripe_get(stack, f"/v1/invoices/{invoice_id}")
+    assert invoice["amount_due"] == preview["amount_due_now"]
+    assert invoice["status"] == "paid"
+    assert _pending_items(stack, sub.customer) == []
+
+
+def test_proration_none_changes_the_plan_without_charging_or_crediting(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+    first_invoice = stripe_subscription(stack, sub.subscription)["latest_invoice"]
+
+    changed = act(
+        stack,
+        member,
+        sub.subscription,
+        "change",
+        {"product": "scale_monthly", "proration_behavior": "none"},
+    )
+
+    assert changed.status == 200
+    assert changed.body["proration_behavior"] == "none"
+    after = stripe_subscription(stack, sub.subscription)
+    assert _price(after)["lookup_key"] == "scale_monthly_usd_v1"
+    assert after["latest_invoice"] == first_invoice
+    assert _pending_items(stack, sub.customer) == []
+
+
+def test_a_downgrade_preview_credits_the_unused_time_against_the_next_renewal(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member, "scale_monthly")
+
+    preview = act(stack, member, sub.subscription, "preview-change", {"product": "growth_monthly"})
+
+    assert preview.status == 200
+    assert preview.body["proration_amount"] < 0
+    assert preview.body["next_renewal_amount"] == max(0, 2900 + preview.body["proration_amount"])
+    assert (
+        act(stack, member, sub.subscription, "change", {"product": "growth_monthly"}).status == 200
+    )
+
+
+def test_a_change_is_logged_once_with_its_idempotency_key_and_sent_to_stripe_with_it(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+
+    changed = act(
+        stack,
+        member,
+        sub.subscription,
+        "change",
+        {"product": "scale_monthly"},
+        headers={"Idempotency-Key": "switch-click-1"},
+    )
+
+    assert changed.status == 200
+    ((event_type, user_id, status, metadata),) = action_logs(db, sub.subscription)
+    assert (event_type, user_id, status) == ("subscription.change_requested", member, "active")
+    assert metadata["product"] == "scale_monthly"
+    assert metadata["from_product"] == "growth_monthly"
+    assert metadata["proration_behavior"] == "create_prorations"
+    updated = [
+        e
+        for e in customer_events(stack, sub.customer)
+        if e["type"] == "customer.subscription.updated"
+    ]
+    assert updated[-1]["request"]["idempotency_key"] == metadata["idempotency_key"]
+    assert metadata["idempotency_key"].startswith("subscription-change-")
+
+
+def test_stripe_throttling_a_change_is_retried_into_one_change(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+    stack.fault("POST", f"/v1/subscriptions/{sub.subscription}", 429, times=2)
+
+    changed = act(stack, member, sub.subscription, "change", {"product": "scale_monthly"})
+
+    assert changed.status == 200
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 3
+    assert len(_pending_items(stack, sub.customer)) == 2
+    assert len(action_logs(db, sub.subscription)) == 1
+
+
+def test_changing_to_the_plan_it_already_has_is_a_409(stack: Stack, db: str, member: str) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+
+    for action in ("preview-change", "change"):
+        answer = act(stack, member, sub.subscription, action, {"product": "growth_monthly"})
+        assert answer.status == 409
+        assert answer.body["error"]["code"] == "plan_unchanged"
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+
+
+@pytest.mark.parametrize("product", ["no_such_plan", "website_audit_feedback"])
+@pytest.mark.parametrize("action", ["preview-change", "change"])
+def test_changing_to_anything_but_a_plan_is_a_400(
+    stack: Stack, db: str, member: str, product: str, action: str
+) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+
+    answer = act(stack, member, sub.subscription, action, {"product": product})
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "unknown_product"
+
+
+@pytest.mark.parametrize("where", ["before_the_period", "at_the_period_end"])
+def test_a_proration_date_outside_the_current_period_is_a_422(
+    stack: Stack, db: str, member: str, where: str
+) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+    item = stripe_subscription(stack, sub.subscription)["items"]["data"][0]
+    date = (
+        item["current_period_start"] - 1
+        if where == "before_the_period"
+        else item["current_period_end"]
+    )
+
+    answer = act(
+        stack,
+        member,
+        sub.subscription,
+        "change",
+        {"product": "scale_monthly", "proration_date": date},
+    )
+
+    assert answer.status == 422
+    assert answer.body["error"]["code"] == "proration_date_out_of_period"
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+
+
+# --- cancel, pause, resume ------------------------------------------------------------------
+
+
+def test_cancel_at_period_end_can_be_undone_by_resume(stack: Stack, db: str, member: str) -> None:
+    # Given a subscription set to cancel at the end of its period
+    sub = subscribe(stack, member)
+    canceled = act(stack, member, sub.subscription, "cancel", {})
+    assert canceled.status == 200
+    assert canceled.body["cancel_at_period_end"] is True
+    assert canceled.body["status"] == "active"
+    assert stripe_subscription(stack, sub.subscription)["cancel_at_period_end"] is True
+    again = act(stack, member, sub.subscription, "cancel", {"at_period_end": True})
+    assert again.status == 409
+    assert again.body["error"]["code"] == "cancel_already_scheduled"
+    deliver(stack, sub.customer)
+    listed = call(stack, member, "GET", "/v1/me/subscriptions").body["subscriptions"]
+    assert listed[0]["cancel_at_period_end"] is True
+
+    # When the member resumes before the period ends
+    resumed = act(stack, member, sub.subscription, "resume")
+
+    # Then it renews again
+    assert resumed.status == 200
+    assert resumed.body["cancel_at_period_end"] is False
+    assert stripe_subscription(stack, sub.subscription)["cancel_at_period_end"] is False
+    deliver(stack, sub.customer)
+    assert subscription_row(db, sub.subscription)["cancel_at_period_end"] is False  # type: ignore[index]
+    assert [row[0] for row in action_logs(db, sub.subscription)] == [
+        "subscription.cancel_requested",
+        "subscription.resume_requested",
+    ]
+
+
+def test_cancel_now_ends_the_subscription_and_nothing_else_applies_to_it(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member)
+
+    canceled = act(stack, member, sub.subscription, "cancel", {"at_period_end": False})
+
+    assert canceled.status == 200
+    assert canceled.body["status"] == "canceled"
+    assert stripe_subscription(stack, sub.subscription)["status"] == "canceled"
+    deliver(stack, sub.customer)
+    assert subscription_row(db, sub.subscription)["status"] == "canceled"  # type: ignore[index]
+    for action, body in (
+        ("cancel", {"at_period_end": False}),
+        ("cancel", {}),
+        ("change", {"product": "scale_monthly"}),
+        ("pause", {}),
+        ("resume", None),
+    ):
+        answer = act(stack, member, sub.subscription, action, body)
+        assert answer.status == 409, action
+        assert answer.body["error"]["code"] == "subscription_canceled"
+
+
+def test_pause_then_resume_collection(stack: Stack, db: str, member: str) -> None:
+    # Given an active subscription
+    sub = subscribe(stack, member)
+    resumes_at = int(time.time()) + 40 * 86400
+
+    # When the member pauses it until a date, marking invoices uncollectible
+    paused = act(
+        stack,
+        member,
+        sub.subscription,
+        "pause",
+        {"behavior": "mark_uncollectible", "resumes_at": resumes_at},
+    )
+
+    # Then Stripe stops collecting, a second pause is refused, and the worker records it
+    assert paused.status == 200
+    assert paused.body["paused"] is True
+    assert paused.body["pause_behavior"] == "mark_uncollectible"
+    assert stripe_subscription(stack, sub.subscription)["pause_collection"] == {
+        "behavior": "mark_uncollectible",
+        "resumes_at": resumes_at,
+    }
+    twice = act(stack, member, sub.subscription, "pause", {})
+    assert twice.status == 409
+    assert twice.body["error"]["code"] == "already_paused"
+    deliver(stack, sub.customer)
+    listed = call(stack, member, "GET", "/v1/me/subscriptions").body["subscriptions"]
+    assert listed[0]["paused"] is True
+    assert listed[0]["resumes_at"] is not None
+
+    # When the member resumes, collection starts again; resuming twice is refused
+    resumed = act(stack, member, sub.subscription, "resume", {})
+    assert resumed.status == 200
+    assert resumed.body["paused"] is False
+    assert stripe_subscription(stack, sub.subscription)["pause_collection"] is None
+    not_paused = act(stack, member, sub.subscription, "resume", {})
+    assert not_paused.status == 409
+    assert not_paused.body["error"]["code"] == "not_paused"
+
+
+def test_pause_defaults_to_keeping_invoices_as_drafts(stack: Stack, db: str, member: str) -> None:
+    sub = subscribe(stack, member)
+
+    paused = act(stack, member, sub.subscription, "pause")
+
+    assert paused.status == 200
+    assert stripe_subscription(stack, sub.subscription)["pause_collection"] == {
+        "behavior": "keep_as_draft",
+        "resumes_at": None,
+    }
+
+
+def test_a_subscription_stripe_paused_is_resumed_to_active(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member)
+    stack.emulator_call("POST", f"/_emulator/subscriptions/{sub.subscription}/pause", json={})
+
+    resumed = act(stack, member, sub.subscription, "resume")
+
+    assert resumed.status == 200
+    assert resumed.body["status"] == "active"
+    assert stripe_subscription(stack, sub.subscription)["status"] == "active"
+
+
+def test_resumes_at_in_the_past_is_a_422_and_stripe_is_not_called(
+    stack: Stack, db: str, member: str
+) -> None:
+    sub = subscribe(stack, member)
+
+    answer = act(stack, member, sub.subscription, "pause", {"resumes_at": int(time.time()) - 60})
+
+    assert answer.status == 422
+    assert answer.body["error"]["code"] == "resumes_at_in_past"
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+
+
+# --- ownership ------------------------------------------------------------------------------
+
+ACTIONS: list[tuple[str, dict[str, Any] | None]] = [
+    ("preview-change", {"product": "scale_monthly"}),
+    ("change", {"product": "scale_monthly"}),
+    ("cancel", {"at_period_end": False}),
+    ("pause", {}),
+    ("resume", None),
+]
+
+
+@pytest.mark.parametrize(("action", "body"), ACTIONS)
+def test_another_member_cannot_tell_the_subscription_exists(
+    stack: Stack, db: str, member: str, action: str, body: dict[str, Any] | None
+) -> None:
+    # Given a subscriber and another member who is a Stripe customer too
+    sub = subscribe(stack, member)
+    stranger = subscribe(stack, f"{member}_other", "scale_monthly").member
+
+    # When the other member acts on the subscription
+    answer = act(stack, stranger, sub.subscription, action, body)
+
+    # Then it answers as for a subscription that does not exist, and nothing changes
+    missing = act(stack, stranger, "sub_doesnotexist0000", action, body)
+    assert answer.status == missing.status == 404
+    assert answer.body == missing.body
+    assert answer.body["error"]["code"] == "subscription_not_found"
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+    assert stack.stripe_calls(f"DELETE /v1/subscriptions/{sub.subscription}") == 0
+
+
+def test_stripe_owner_check_protects_a_subscription_the_worker_has_not_seen_yet(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a subscription paid on Stripe but not yet in our table
+    answer = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    paid = stack.emulator_call(
+        "POST", f"/_emulator/checkout/sessions/{answer.body['id']}/pay", json={"outcome": "success"}
+    )
+    assert subscription_row(db, paid["subscription"]) is None
+    stranger = subscribe(stack, f"{member}_other").member
+
+    # When another customer tries to cancel it, and then its owner does
+    by_stranger = act(stack, stranger, paid["subscription"], "cancel", {})
+    by_owner = act(stack, member, paid["subscription"], "cancel", {})
+
+    # Then Stripe's customer decides
+    assert by_stranger.status == 404
+    assert by_owner.status == 200
+
+
+def test_a_member_who_never_bought_anything_gets_404(stack: Stack, db: str, member: str) -> None:
+    sub = subscribe(stack, member)
+
+    answer = act(stack, f"{member}_new", sub.subscription, "cancel", {})
+
+    assert answer.status == 404
+    assert answer.body["error"]["code"] == "subscription_not_found"
+
+
+def test_a_malformed_subscription_id_is_refused_before_any_lookup(
+    stack: Stack, member: str
+) -> None:
+    answer = act(stack, member, "pi_123", "cancel", {})
+
+    assert answer.status == 400
+    assert stack.stripe_calls("GET /v1/subscriptions/{subscription}") == 0
+
+
+def test_each_member_lists_only_their_own_subscriptions(stack: Stack, db: str, member: str) -> None:
+    mine = subscribe(stack, member)
+    theirs = subscribe(stack, f"{member}_other", "scale_monthly")
+
+    listed = call(stack, member, "GET", "/v1/me/subscriptions")
+    other = call(stack, theirs.member, "GET", "/v1/me/subscriptions")
+
+    assert [s["id"] for s in listed.body["subscriptions"]] == [mine.subscription]
+    assert [s["id"] for s in other.body["subscriptions"]] == [theirs.subscription]
+    assert call(stack, f"{member}_none", "GET", "/v1/me/subscriptions").body == {
+        "subscriptions": []
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/me/subscriptions", None),
+        ("POST", "/v1/subscriptions", {"product": "growth_monthly"}),
+        ("POST", "/v1/subscriptions/sub_abc/cancel", {}),
+    ],
+)
+def test_requests_without_a_member_token_are_a_401(
+    stack: Stack, method: str, path: str, body: dict[str, str] | None
+) -> None:
+    answer = api("subscriptions", method, path, body=body)
+
+    assert answer.status == 401
+    assert answer.body["error"]["code"] == "unauthenticated"
+
+
+# --- ordering of Stripe's events ------------------------------------------------------------
+
+
+def test_an_update_delivered_before_the_creation_leaves_the_newest_state(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a subscription created and then changed on Stripe, before the worker saw anything
+    answer = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    paid = stack.emulator_call(
+        "POST", f"/_emulator/checkout/sessions/{answer.body['id']}/pay", json={"outcome": "success"}
+    )
+    assert (
+        act(stack, member, paid["subscription"], "change", {"product": "scale_monthly"}).status
+        == 200
+    )
+    events = [
+        e
+        for e in customer_events(stack, paid["customer"])
+        if e["type"].startswith("customer.subscription.")
+    ]
+    assert [e["type"] for e in events] == [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+    ]
+
+    # When the update reaches the worker before the creation
+    run_worker(list(reversed(events)))
+
+    # Then the row holds the plan after the change
+    row = subscription_row(db, paid["subscription"])
+    assert row is not None
+    assert (row["product"], row["status"], row["member_id"]) == ("scale_monthly", "active", member)
+    with psycopg.connect(db) as conn:
+        outcomes = dict(conn.execute("select event_type, outcome from processed_events").fetchall())
+    assert outcomes["customer.subscription.created"] == "stale"
