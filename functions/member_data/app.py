@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payments import analytics, member_data
 from payments.adapters.store import Store, get_store
-from payments.auth import Member, authenticate, get_verifier, require_admin
+from payments.auth import Member, current_member, require_admin
 from payments.deadline import start_invocation
 from payments.http import handle_http, json_response, make_resolver, ok_response
 from payments.observability import logger
@@ -30,10 +30,7 @@ app = make_resolver()
 
 
 def _member() -> Member:
-    settings = get_settings()
-    return authenticate(
-        app.current_event.headers, get_verifier(settings), settings.admin_member_ids
-    )
+    return current_member(app.current_event.headers)
 
 
 def _store() -> Store:

@@ -17,9 +17,8 @@ from pydantic import BaseModel
 from payments import refunds
 from payments.adapters.store import get_store
 from payments.adapters.stripe_service import get_stripe
-from payments.auth import Member, authenticate, get_verifier, require_admin
-from payments.catalog import load_catalog
-from payments.checkout import CheckoutDeps, CheckoutUrls, PriceResolver
+from payments.auth import Member, current_member, require_admin
+from payments.checkout import checkout_deps
 from payments.deadline import start_invocation
 from payments.http import handle_http, json_response, make_resolver, ok_response
 from payments.observability import logger
@@ -49,28 +48,12 @@ def _refund_deps(settings: Settings) -> refunds.RefundDeps:
     return refunds.RefundDeps(store=get_store(settings), payments=get_stripe(settings))
 
 
-@lru_cache(maxsize=1)
 def _switch_deps(settings: Settings) -> refunds.SwitchDeps:
-    catalog = load_catalog()
-    stripe = get_stripe(settings)
-    checkout = CheckoutDeps(
-        catalog=catalog,
-        stripe=stripe,
-        prices=PriceResolver(catalog, stripe),
-        store=get_store(settings),
-        urls=CheckoutUrls.from_settings(
-            settings.value("checkout_success_url"), settings.value("checkout_cancel_url")
-        ),
-        allow_repeat_purchases=settings.allow_repeat_purchases,
-    )
-    return refunds.SwitchDeps(checkout=checkout, payments=stripe)
+    return refunds.SwitchDeps(checkout=checkout_deps(settings), payments=get_stripe(settings))
 
 
 def _member() -> Member:
-    settings = get_settings()
-    return authenticate(
-        app.current_event.headers, get_verifier(settings), settings.admin_member_ids
-    )
+    return current_member(app.current_event.headers)
 
 
 @app.post(

@@ -17,11 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from payments import subscriptions
 from payments.adapters.store import get_store
-from payments.adapters.stripe_service import get_stripe
 from payments.adapters.stripe_subscriptions import get_stripe_subscriptions
-from payments.auth import Member, authenticate, get_verifier
-from payments.catalog import load_catalog
-from payments.checkout import CheckoutDeps, CheckoutUrls, PriceResolver
+from payments.auth import Member, current_member
+from payments.checkout import checkout_deps
 from payments.deadline import start_invocation
 from payments.http import handle_http, json_response, make_resolver, ok_response
 from payments.models import CheckoutSession
@@ -102,27 +100,13 @@ class CheckoutSessionOut(BaseModel):
 
 @lru_cache(maxsize=1)
 def _deps(settings: Settings) -> subscriptions.SubscriptionDeps:
-    catalog = load_catalog()
-    stripe = get_stripe(settings)
     return subscriptions.SubscriptionDeps(
-        checkout=CheckoutDeps(
-            catalog=catalog,
-            stripe=stripe,
-            prices=PriceResolver(catalog, stripe),
-            store=get_store(settings),
-            urls=CheckoutUrls.from_settings(
-                settings.value("checkout_success_url"), settings.value("checkout_cancel_url")
-            ),
-        ),
-        subscriptions=get_stripe_subscriptions(settings),
+        checkout=checkout_deps(settings), subscriptions=get_stripe_subscriptions(settings)
     )
 
 
 def _member() -> Member:
-    settings = get_settings()
-    return authenticate(
-        app.current_event.headers, get_verifier(settings), settings.admin_member_ids
-    )
+    return current_member(app.current_event.headers)
 
 
 def _client_key() -> str | None:

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from payments import errors
 from payments.observability import logger
-from payments.settings import Settings
+from payments.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ def authenticate(
 ) -> Member:
     member_id = verifier.verify(bearer_token(headers))
     return Member(id=member_id, is_admin=member_id in admin_ids)
+
+
+def current_member(headers: Mapping[str, str] | None) -> Member:
+    """The member calling with these request headers (``Unauthenticated`` if none)."""
+    settings = get_settings()
+    return authenticate(headers, get_verifier(settings), settings.admin_member_ids)
 
 
 def require_admin(member: Member, action: str) -> None:

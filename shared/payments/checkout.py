@@ -13,14 +13,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, Protocol
 
 from payments import errors
 from payments.adapters.store import Store
 from payments.auth import Member
-from payments.catalog import Catalog, Product
+from payments.catalog import Catalog, Product, load_catalog
 from payments.models import CheckoutSession, StripePrice
 from payments.observability import alert
+from payments.settings import Settings
 
 PRICE_CACHE_SECONDS = 300.0
 # Without a client Idempotency-Key, identical requests within this window are one click.
@@ -240,3 +242,24 @@ def start_checkout(
         p_metadata={"product": product.id, "mode": mode},
     )
     return session
+
+
+@lru_cache(maxsize=1)
+def checkout_deps(settings: Settings) -> CheckoutDeps:
+    """This container's checkout dependencies: one Stripe client, one price cache, shared by
+    every route that starts a checkout (purchase, subscription, product switch)."""
+    from payments.adapters.store import get_store
+    from payments.adapters.stripe_service import get_stripe
+
+    catalog = load_catalog()
+    stripe = get_stripe(settings)
+    return CheckoutDeps(
+        catalog=catalog,
+        stripe=stripe,
+        prices=PriceResolver(catalog, stripe),
+        store=get_store(settings),
+        urls=CheckoutUrls.from_settings(
+            settings.value("checkout_success_url"), settings.value("checkout_cancel_url")
+        ),
+        allow_repeat_purchases=settings.allow_repeat_purchases,
+    )
