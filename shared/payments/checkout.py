@@ -134,24 +134,25 @@ def _drift(product: Product, price: StripePrice | None) -> str | None:
     return None
 
 
+def request_scope(client_key: str | None, now: float) -> str:
+    """What makes a member's request unique: the client's ``Idempotency-Key`` when sent,
+    else a short window in which identical requests count as one click."""
+    if client_key is None:
+        return f"window:{int(now // DOUBLE_CLICK_WINDOW_SECONDS)}"
+    client_key = client_key.strip()
+    if not client_key or len(client_key) > MAX_CLIENT_KEY_LENGTH or not client_key.isprintable():
+        raise errors.InvalidRequest(
+            "The Idempotency-Key header must be 1 to 200 printable characters.",
+            code="invalid_idempotency_key",
+        )
+    return f"client:{client_key}"
+
+
 def checkout_idempotency_key(
     member_id: str, product_id: str, client_key: str | None, now: float
 ) -> str:
     """Same member + product + client key -> same key (and so the same Stripe session)."""
-    if client_key is not None:
-        client_key = client_key.strip()
-        if (
-            not client_key
-            or len(client_key) > MAX_CLIENT_KEY_LENGTH
-            or not client_key.isprintable()
-        ):
-            raise errors.InvalidRequest(
-                "The Idempotency-Key header must be 1 to 200 printable characters.",
-                code="invalid_idempotency_key",
-            )
-        scope = f"client:{client_key}"
-    else:
-        scope = f"window:{int(now // DOUBLE_CLICK_WINDOW_SECONDS)}"
+    scope = request_scope(client_key, now)
     digest = hashlib.sha256(f"{member_id}\n{product_id}\n{scope}".encode()).hexdigest()
     return f"checkout-{digest[:48]}"
 

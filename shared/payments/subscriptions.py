@@ -34,9 +34,8 @@ from payments.adapters.store import Store
 from payments.auth import Member
 from payments.catalog import Product
 from payments.checkout import (
-    DOUBLE_CLICK_WINDOW_SECONDS,
-    MAX_CLIENT_KEY_LENGTH,
     CheckoutDeps,
+    request_scope,
     start_checkout,
 )
 from payments.models import CheckoutSession
@@ -443,20 +442,7 @@ def action_idempotency_key(
     parameters are part of the key so that a reused client key with other details is a new
     request rather than a Stripe ``idempotency_error``.
     """
-    if client_key is not None:
-        client_key = client_key.strip()
-        if (
-            not client_key
-            or len(client_key) > MAX_CLIENT_KEY_LENGTH
-            or not client_key.isprintable()
-        ):
-            raise errors.InvalidRequest(
-                "The Idempotency-Key header must be 1 to 200 printable characters.",
-                code="invalid_idempotency_key",
-            )
-        scope = f"client:{client_key}"
-    else:
-        scope = f"window:{int(now // DOUBLE_CLICK_WINDOW_SECONDS)}"
+    scope = request_scope(client_key, now)
     material = "\n".join(
         (member_id, subscription_id, action, json.dumps(params, sort_keys=True), scope)
     )
