@@ -9,7 +9,7 @@ deleted. After ``maxReceiveCount`` receives SQS moves it to the dead-letter queu
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -28,23 +28,30 @@ from payments.runtime import bootstrap
 from payments.settings import Settings
 from payments.webhook_processing import (
     MessageResult,
-    RefundIssuer,
     WorkerPorts,
     process_event_batch,
 )
+
+if TYPE_CHECKING:
+    from payments.adapters.stripe_service import StripeService
 
 REQUIRED = ("stripe_secret_key", "make_webhook_url", "make_api_key")
 
 
 @lru_cache(maxsize=1)
 def _ports(settings: Settings) -> WorkerPorts:
-    def refunds() -> RefundIssuer:
-        # Imported on first use: only a product switch needs the Stripe API here.
+    def stripe() -> StripeService:
+        # Imported on first use: only product switches and subscription events need Stripe.
         from payments.adapters.stripe_service import get_stripe
 
         return get_stripe(settings)
 
-    return WorkerPorts(store=get_store(settings), make=get_make_webhook(settings), refunds=refunds)
+    return WorkerPorts(
+        store=get_store(settings),
+        make=get_make_webhook(settings),
+        refunds=stripe,
+        subscriptions=stripe,
+    )
 
 
 def _record_handler(results: dict[str, MessageResult]) -> Any:

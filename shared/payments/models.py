@@ -32,3 +32,14 @@ class PaymentSnapshot:
     currency: str
     disputed: bool
     member_id: str | None
+
+
+@dataclass(frozen=True)
+class IssuedRefund:
+    """A refund Stripe accepted."""
+
+    id: str
+    payment_intent: str
+    amount: int
+    currency: str
+    status: str

@@ -27,7 +27,7 @@ from payments.adapters.store import Store
 from payments.auth import Member
 from payments.catalog import format_amount
 from payments.checkout import AlreadyPurchased, CheckoutDeps, start_checkout
-from payments.models import CheckoutSession, PaymentSnapshot
+from payments.models import CheckoutSession, IssuedRefund, PaymentSnapshot
 from payments.observability import logger
 
 RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
@@ -148,17 +148,6 @@ class SwitchRequest(BaseModel):
 # --- ports --------------------------------------------------------------------------------
 
 
-class IssuedRefundLike(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def amount(self) -> int: ...
-    @property
-    def currency(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-
-
 class PaymentGateway(Protocol):
     def retrieve_payment(self, payment_intent: str) -> PaymentSnapshot: ...
 
@@ -170,7 +159,7 @@ class PaymentGateway(Protocol):
         amount: int | None = None,
         reason: RefundReason | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> IssuedRefundLike: ...
+    ) -> IssuedRefund: ...
 
 
 @dataclass(frozen=True)

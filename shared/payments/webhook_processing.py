@@ -15,11 +15,12 @@ Ports are parameters (``WorkerPorts``), so tests pass real stores and local stan
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from payments.adapters.store import Store
 from payments.errors import PaymentsError
+from payments.models import IssuedRefund
 from payments.observability import alert, logger
 from payments.webhooks import EventEffect, interpret_event, parse_event
 
@@ -33,15 +34,8 @@ class MakeDispatcher(Protocol):
     def send(self, payload: Mapping[str, Any]) -> None: ...
 
 
-class IssuedRefundLike(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def amount(self) -> int: ...
-    @property
-    def currency(self) -> str: ...
-    @property
-    def status(self) -> str: ...
+class SubscriptionSource(Protocol):
+    def retrieve_subscription(self, subscription_id: str) -> Mapping[str, Any]: ...
 
 
 class RefundIssuer(Protocol):
@@ -53,7 +47,7 @@ class RefundIssuer(Protocol):
         amount: int | None = None,
         reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> IssuedRefundLike: ...
+    ) -> IssuedRefund: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +57,10 @@ class WorkerPorts:
     # Built on first use: most events never need Stripe, and the worker's cold start should
     # not pay for a client it does not use.
     refunds: Callable[[], RefundIssuer]
+    # Where a subscription event's object is re-read from Stripe (None: trust the payload).
+    # Stripe stamps events in whole seconds: two changes of one second cannot be ordered by
+    # ``created``, so the state applied must be Stripe's current one, not the event's snapshot.
+    subscriptions: Callable[[], SubscriptionSource] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,7 @@ def process_event_batch(bodies: Mapping[str, str], ports: WorkerPorts) -> dict[s
     effects: dict[str, EventEffect] = {}
     for message_id, body in bodies.items():
         try:
-            effects[message_id] = interpret_event(parse_event(body))
+            effects[message_id] = _current(interpret_event(parse_event(body)), ports)
         except PaymentsError as exc:
             results[message_id] = exc
     # Same order in every worker: racing workers take the ledger's locks in the same order.
@@ -127,6 +125,18 @@ def process_event_batch(bodies: Mapping[str, str], ports: WorkerPorts) -> dict[s
         except Exception as exc:  # noqa: BLE001 - reported for this message only
             results[message_id] = exc
     return results
+
+
+def _current(effect: EventEffect, ports: WorkerPorts) -> EventEffect:
+    """A subscription event's effect with the subscription as Stripe holds it now.
+
+    Whichever of two same-second events is applied last then writes the newest state, and an
+    older event (earlier ``created``) is still refused by the SQL guard.
+    """
+    if effect.action != "subscription" or ports.subscriptions is None or not effect.object_id:
+        return effect
+    current = ports.subscriptions().retrieve_subscription(effect.object_id)
+    return interpret_event(replace(effect.event, object=current))
 
 
 def process_event_message(body: str, ports: WorkerPorts) -> ProcessedEvent:

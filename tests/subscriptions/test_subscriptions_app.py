@@ -575,8 +575,10 @@ def test_an_update_delivered_before_the_creation_leaves_the_newest_state(
         "customer.subscription.updated",
     ]
 
-    # When the update reaches the worker before the creation
-    run_worker(list(reversed(events)))
+    # When the update reaches the worker before the creation (separate batches: within one
+    # batch the worker orders events by id)
+    run_worker([events[1]])
+    run_worker([events[0]])
 
     # Then the row holds the plan after the change
     row = subscription_row(db, paid["subscription"])
@@ -584,4 +586,6 @@ def test_an_update_delivered_before_the_creation_leaves_the_newest_state(
     assert (row["product"], row["status"], row["member_id"]) == ("scale_monthly", "active", member)
     with psycopg.connect(db) as conn:
         outcomes = dict(conn.execute("select event_type, outcome from processed_events").fetchall())
-    assert outcomes["customer.subscription.created"] == "stale"
+    # The late creation is refused as stale, or (stamped in the same second as the update)
+    # applied with the state the worker re-read from Stripe: either way it changed nothing.
+    assert outcomes["customer.subscription.created"] in {"stale", "applied"}

@@ -10,7 +10,6 @@ Stripe exceptions become domain errors here; nothing above this module imports `
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
@@ -26,7 +25,7 @@ from tenacity.stop import stop_base
 
 from payments import errors
 from payments.deadline import remaining_seconds
-from payments.models import CheckoutSession, PaymentSnapshot, StripePrice
+from payments.models import CheckoutSession, IssuedRefund, PaymentSnapshot, StripePrice
 from payments.observability import logger
 from payments.settings import Settings
 
@@ -34,17 +33,6 @@ T = TypeVar("T")
 
 MAX_RETRIES = 3
 TIMEOUT = httpx.Timeout(8.0, connect=3.0)
-
-
-@dataclass(frozen=True)
-class IssuedRefund:
-    """A refund Stripe accepted."""
-
-    id: str
-    payment_intent: str
-    amount: int
-    currency: str
-    status: str
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -288,6 +276,17 @@ class StripeService:
             disputed=bool(charge is not None and charge.disputed),
             member_id=str(member_id) if member_id else None,
         )
+
+    # --- subscriptions ----------------------------------------------------------------------
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription as Stripe holds it now, as the JSON an event would carry."""
+        subscription = self.call(
+            "subscriptions.retrieve",
+            lambda: self.client.v1.subscriptions.retrieve(subscription_id),
+        )
+        current: dict[str, Any] = subscription.to_dict(recursive=True)
+        return current
 
     def raw(self) -> Any:
         """The underlying client, for adapters of later features that need more endpoints."""
