@@ -21,6 +21,7 @@ import pytest
 from psycopg import sql
 
 from payments.adapters.postgres_store import PostgresStore
+from payments.deadline import start_invocation
 from payments.settings import get_settings
 from tools.db import ROOT, apply_migrations, start_embedded
 
@@ -89,6 +90,15 @@ def store(db: str) -> Iterator[PostgresStore]:
     pg = PostgresStore(db)
     yield pg
     pg.close()
+
+
+@pytest.fixture(autouse=True)
+def no_lambda_deadline() -> Iterator[None]:
+    """Each test starts outside any invocation. A handler sets its deadline in the thread's
+    context; left there, it would make a later test's retries give up as if out of time."""
+    start_invocation(None)
+    yield
+    start_invocation(None)
 
 
 @pytest.fixture

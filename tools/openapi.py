@@ -25,8 +25,13 @@ def _use_contract_validation_error(operation: dict[str, Any]) -> None:
     answers them with 400 and the contract's error body (``payments.http``)."""
     responses = operation.get("responses", {})
     generated = responses.get("422", {}).get("content", {}).get("application/json", {})
-    if generated.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+    replaced = generated.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError")
+    if replaced:
         responses.pop("422")
+    # Any operation that takes input can fail its validation, including those whose own 422
+    # (a business refusal) kept Powertools from adding its validation response.
+    takes_input = operation.get("parameters") or operation.get("requestBody")
+    if (replaced or takes_input) and "400" not in responses:
         responses["400"] = {
             "description": "Bad Request",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from payments.catalog import load_catalog
 from payments.http import (
@@ -52,6 +52,16 @@ class Pricing(BaseModel):
     products: list[PricedProduct]
 
 
+class OpenApiDocument(BaseModel):
+    """The OpenAPI 3.1 document; its parts are described by the OpenAPI specification."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+
+
 @app.get("/v1/health", summary="Liveness", responses=ok_response(Health, "The service is up"))
 def health() -> Response[str]:
     return json_response(200, {"status": "ok"}, {"Cache-Control": "no-store"})
@@ -75,7 +85,11 @@ def openapi_document() -> dict[str, Any]:
     return document
 
 
-@app.get("/v1/openapi.json", summary="The OpenAPI document of every route")
+@app.get(
+    "/v1/openapi.json",
+    summary="The OpenAPI document of every route",
+    responses=ok_response(OpenApiDocument, "The OpenAPI document"),
+)
 def openapi() -> Response[str]:
     return json_response(200, openapi_document(), {"Cache-Control": "public, max-age=300"})
 

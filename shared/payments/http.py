@@ -108,6 +108,14 @@ def make_resolver() -> APIGatewayHttpResolver:
     def _validation_error(exc: RequestValidationError) -> Response[str]:
         return error_response(HTTPStatus.BAD_REQUEST, "invalid_request", _describe_validation(exc))
 
+    @app.exception_handler(RecursionError)
+    def _too_deep(_: RecursionError) -> Response[str]:
+        # json.loads gives up on deeply nested input (a few thousand brackets fit in 16 KiB)
+        # with RecursionError, not ValueError: the caller's mistake, not a 500.
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "invalid_request", "The request body is nested too deeply."
+        )
+
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:
         event = app.current_event

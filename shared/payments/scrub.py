@@ -19,8 +19,9 @@ _SENSITIVE_KEY = re.compile(
 )
 
 _PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{6,}"),
-    re.compile(r"\bwhsec_[0-9A-Za-z+/=]{6,}"),
+    # Underscores too: local and test keys (sk_test_local_emulator) are keys all the same.
+    re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z_]{6,}"),
+    re.compile(r"\bwhsec_[0-9A-Za-z_+/=]{6,}"),
     re.compile(r"\bsk_sb_[0-9A-Za-z_]{4,}"),
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),

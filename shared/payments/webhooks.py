@@ -84,7 +84,8 @@ def parse_event(body: str | bytes) -> StripeEvent:
     """The Stripe event in ``body`` (JSON), or ``MalformedEvent`` naming what is wrong."""
     try:
         raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting too deep for json.loads; as malformed as invalid JSON.
         raise MalformedEvent("The payload is not JSON.") from None
     return event_from_dict(raw)
 
