@@ -1,0 +1,1 @@
+"""Reliability and security suite: delivery chaos, API fuzzing, attacks (make reliability)."""

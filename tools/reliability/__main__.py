@@ -1,0 +1,280 @@
+"""``make reliability``: the large seeded chaos run, the attack matrix and a fuzz run, with figures.
+
+Starts its own local stack in this process (a database of its own on the embedded Postgres, or
+on ``DATABASE_URL``'s server; the Stripe emulator, the Memberstack stand-in and the Make.com
+receiver on free ports; a moto queue for the webhook), prints the figures and writes them to
+``benchmarks/reliability.json``. Exits 1 if anything was lost or done twice, or any check
+failed.
+
+    python -m tools.reliability [--seed N] [--rounds N] [--actions N] [--fuzz-examples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tools.db import apply_migrations, database_url
+from tools.devserver.routes import ROOT
+
+OUTPUT = ROOT / "benchmarks" / "reliability.json"
+STRIPE_KEY = "sk_test_reliability_0123456789"
+WEBHOOK_SECRET = "whsec_reliability_0123456789abcdef"
+MEMBERSTACK_KEY = "sk_sb_reliability"
+APP_ID = "app_reliability"
+MAKE_KEY = "make_reliability_key"
+ADMIN_ID = "mem_admin_reliability"
+DATABASE = "payments_reliability"
+STATE_TABLES = (
+    "payment_logs",
+    "processed_events",
+    "customers",
+    "purchases",
+    "subscriptions",
+    "refunds",
+    "outbox",
+    "erasures",
+)
+# Variables of a real deployment that must not leak into the local run.
+CLEARED = ("SENTRY_DSN", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "AWS_ENDPOINT_URL")
+
+
+def _own_database() -> str:
+    server = database_url()
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DATABASE))
+        )
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
+    url = psycopg.conninfo.make_conninfo(server, dbname=DATABASE)
+    apply_migrations(url)
+    return url
+
+
+def _truncate(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("truncate {} restart identity cascade").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in STATE_TABLES)
+            )
+        )
+
+
+@contextmanager
+def _stack(url: str) -> Iterator[dict[str, Any]]:
+    from moto import mock_aws
+
+    from payments.adapters.queue import get_event_queue, sqs_client
+    from payments.settings import get_settings
+    from tools.local.make_receiver import start_make_receiver
+    from tools.local.memberstack import start_memberstack
+    from tools.seed_stripe import seed_catalog
+    from tools.stripe_emulator import start_emulator
+
+    with ExitStack() as stack:
+        emulator = start_emulator(
+            port=0, api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET, auto_deliver=False
+        )
+        stack.callback(emulator.stop)
+        seed_catalog(STRIPE_KEY, emulator.base_url, quiet=True)
+        memberstack = start_memberstack(0, secret_key=MEMBERSTACK_KEY, app_id=APP_ID)
+        stack.callback(memberstack.stop)
+        make = start_make_receiver(0, api_key=MAKE_KEY, echo=False)
+        stack.callback(make.stop)
+        stack.enter_context(mock_aws())
+        for name in CLEARED:
+            os.environ.pop(name, None)
+        os.environ.update(
+            {
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "POWERTOOLS_TRACE_DISABLED": "1",
+                "POWERTOOLS_SERVICE_NAME": "payments",
+                "POWERTOOLS_METRICS_NAMESPACE": "Payments",
+                "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+            }
+        )
+        queue_url = sqs_client().create_queue(QueueName=f"reliability-{uuid.uuid4().hex[:8]}")[
+            "QueueUrl"
+        ]
+        os.environ.update(
+            {
+                "STRIPE_SECRET_KEY": STRIPE_KEY,
+                "STRIPE_API_BASE": emulator.base_url,
+                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "STRIPE_RETRY_BASE_SECONDS": "0.01",
+                "DATABASE_URL": url,
+                "MEMBERSTACK_SECRET_KEY": MEMBERSTACK_KEY,
+                "MEMBERSTACK_APP_ID": APP_ID,
+                "MEMBERSTACK_API_BASE": memberstack.url,
+                "ADMIN_MEMBER_IDS": ADMIN_ID,
+                "CHECKOUT_SUCCESS_URL": "https://site.example/f5?session_id={CHECKOUT_SESSION_ID}",
+                "CHECKOUT_CANCEL_URL": "https://site.example/f4",
+                "ALLOWED_ORIGINS": "https://site.example",
+                "MAKE_WEBHOOK_URL": make.url,
+                "MAKE_API_KEY": MAKE_KEY,
+                "WEBHOOK_QUEUE_URL": queue_url,
+            }
+        )
+        get_settings.cache_clear()
+        get_event_queue.cache_clear()
+        yield {"emulator": emulator, "memberstack": memberstack, "make": make, "queue": queue_url}
+
+
+def run(seed: int, rounds: int, actions: int, fuzz_examples: int) -> dict[str, Any]:
+    from payments.adapters.queue import sqs_client
+    from tools.devserver.lambda_host import LambdaHost
+    from tools.devserver.server import ApiServer
+    from tools.local.memberstack import generate_signing_key, mint_token
+    from tools.reliability.attacks import (
+        ATTACKS,
+        AttackContext,
+        prepare_victim,
+        run_attack,
+        side_effects,
+    )
+    from tools.reliability.chaos import ChaosEnv, random_plan, run_plan, summarise
+    from tools.reliability.fuzz import fuzz
+
+    url = _own_database()
+    figures: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+    }
+    with _stack(url) as parts:
+        env = ChaosEnv(
+            database_url=url,
+            stripe_base=parts["emulator"].base_url,
+            stripe_key=STRIPE_KEY,
+            mint_token=parts["memberstack"].mint,
+            make=parts["make"],
+            admin_id=ADMIN_ID,
+        )
+
+        print(f"delivery chaos: seed {seed}, {rounds} rounds × {actions} actions…", flush=True)
+        _truncate(url)
+        started = time.monotonic()
+        report = run_plan(
+            env, random_plan(seed, rounds=rounds, actions_per_round=actions, members=4)
+        )
+        figures["chaos"] = {**report.figures(), "seconds": round(time.monotonic() - started, 1)}
+        figures["chaos"]["problems"] = report.problems[:50]
+        print(summarise(report), flush=True)
+
+        print(f"attack matrix: {len(ATTACKS)} cases…", flush=True)
+        _truncate(url)
+        client, queue_url = sqs_client(), parts["queue"]
+
+        def queued() -> int:
+            attributes = client.get_queue_attributes(
+                QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+            return int(attributes["ApproximateNumberOfMessages"])
+
+        memberstack = parts["memberstack"]
+        attacker = f"mem_attacker_{uuid.uuid4().hex[:8]}"
+        revoked = memberstack.mint(attacker, ttl_seconds=1234)
+        memberstack.revoke(revoked)
+        context = AttackContext(
+            webhook_secret=WEBHOOK_SECRET,
+            member_token=memberstack.mint,
+            bad_tokens={
+                "expired": memberstack.mint(attacker, ttl_seconds=-60),
+                "wrong_audience": mint_token(
+                    attacker, app_id="app_someone_else", key=memberstack.standin.key
+                ),
+                "other_app": mint_token(attacker, app_id=APP_ID, key=generate_signing_key()),
+                "revoked": revoked,
+            },
+            admin_token=memberstack.mint(ADMIN_ID),
+            attacker=attacker,
+            victim=prepare_victim(env),
+            side_effects=side_effects(url, env.stripe_base, queued),
+        )
+        failed_attacks = []
+        for attack in ATTACKS:
+            outcome = run_attack(attack, context)
+            if outcome.problems:
+                failed_attacks.append(f"{attack.name}: {'; '.join(outcome.problems)}")
+        groups: dict[str, int] = {}
+        for attack in ATTACKS:
+            groups[attack.group] = groups.get(attack.group, 0) + 1
+        figures["attacks"] = {
+            "cases": len(ATTACKS),
+            "by_group": groups,
+            "refused_without_side_effects": len(ATTACKS) - len(failed_attacks),
+            "failures": failed_attacks,
+        }
+        print(f"  {len(ATTACKS) - len(failed_attacks)} of {len(ATTACKS)} held", flush=True)
+
+        print(f"API fuzzing: {fuzz_examples} examples per operation…", flush=True)
+        server = ApiServer(("127.0.0.1", 0), host=LambdaHost(), static_root=None)
+        server.start_in_thread()
+        try:
+            admin = memberstack.mint(ADMIN_ID)
+            # The dev server prints a line per request; the figures are what matter here.
+            with contextlib.redirect_stdout(io.StringIO()):
+                fuzzed = fuzz(server.url, lambda: admin, max_examples=fuzz_examples, seed=seed)
+        finally:
+            server.shutdown()
+            server.server_close()
+        figures["fuzz"] = {**fuzzed.figures(), "findings": fuzzed.failures[:50]}
+        print(
+            f"  {fuzzed.cases} cases over {fuzzed.operations} operations, "
+            f"{len(fuzzed.failures)} findings",
+            flush=True,
+        )
+    chaos = figures["chaos"]
+    figures["summary"] = {
+        "deliveries_processed": chaos["deliveries_processed"],
+        "duplicates_absorbed": chaos["duplicates_absorbed"],
+        "faults_injected_and_survived": chaos["faults_injected"]["total"],
+        "fuzz_cases": figures["fuzz"]["cases"],
+        "attack_cases": figures["attacks"]["cases"],
+        "lost_events": chaos["lost_events"] + chaos["dead_lettered"],
+        "double_effects": chaos["double_effects"],
+    }
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.reliability", description=__doc__)
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--actions", type=int, default=15, help="actions per round")
+    parser.add_argument("--fuzz-examples", type=int, default=60)
+    args = parser.parse_args(argv)
+    figures = run(args.seed, args.rounds, args.actions, args.fuzz_examples)
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    summary = figures["summary"]
+    print("\nreliability figures:")
+    for name, value in summary.items():
+        print(f"  {name:<30} {value}")
+    print(f"written to {OUTPUT.relative_to(ROOT)}")
+    failed = (
+        summary["lost_events"]
+        or summary["double_effects"]
+        or figures["chaos"]["problems"]
+        or figures["attacks"]["failures"]
+        or figures["fuzz"]["findings"]
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
