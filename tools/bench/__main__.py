@@ -67,6 +67,9 @@ def percentile(values: list[float], pct: float) -> float:
 @contextmanager
 def local_stack() -> Iterator[dict[str, str]]:
     """Start everything the functions call, on loopback; yield their environment."""
+    import psycopg
+    from psycopg import sql
+
     from tools.db import apply_migrations, start_embedded
     from tools.local.make_receiver import start_make_receiver
     from tools.local.memberstack import start_memberstack
@@ -77,6 +80,21 @@ def local_stack() -> Iterator[dict[str, str]]:
     with ExitStack() as stack:
         db = start_embedded(ROOT / ".local" / "pgbench", stop_at_exit=True)
         apply_migrations(db)
+        # Every run starts empty: the emulator below is new, so no stored customer
+        # mapping or purchase of an earlier run may point into it.
+        with psycopg.connect(db, autocommit=True) as conn:
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "select tablename from pg_tables where schemaname = 'public'"
+                    " and tablename <> 'local_schema_migrations'"
+                )
+            ]
+            conn.execute(
+                sql.SQL("truncate {} restart identity cascade").format(
+                    sql.SQL(", ").join(map(sql.Identifier, tables))
+                )
+            )
         emulator = start_emulator(
             port=0, api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET, auto_deliver=False
         )
