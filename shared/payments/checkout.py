@@ -20,8 +20,8 @@ from payments import errors
 from payments.adapters.store import Store
 from payments.auth import Member
 from payments.catalog import Catalog, Product, load_catalog
-from payments.models import CheckoutSession, StripePrice
-from payments.observability import alert
+from payments.models import STRIPE_CUSTOMER_MISSING, CheckoutSession, StripePrice
+from payments.observability import alert, logger
 from payments.settings import Settings
 
 PRICE_CACHE_SECONDS = 300.0
@@ -214,24 +214,37 @@ def start_checkout(
     ):
         raise AlreadyPurchased()
     price_id = deps.prices.price_id(product)
-    customer_id = ensure_customer(member.id, deps.stripe, deps.store)
     metadata = session_metadata(member, product, extra_metadata)
-    key = checkout_idempotency_key(
-        member.id,
-        product.id + (f":{switch_from}" if switch_from else ""),
-        client_key,
-        time.time() if now is None else now,
-    )
-    session = deps.stripe.create_checkout_session(
-        mode=mode,
-        price_id=price_id,
-        customer_id=customer_id,
-        member_id=member.id,
-        metadata=metadata,
-        success_url=deps.urls.success,
-        cancel_url=deps.urls.cancel,
-        idempotency_key=key,
-    )
+    scope = product.id + (f":{switch_from}" if switch_from else "")
+    now = time.time() if now is None else now
+
+    def create_session(customer_id: str) -> CheckoutSession:
+        return deps.stripe.create_checkout_session(
+            mode=mode,
+            price_id=price_id,
+            customer_id=customer_id,
+            member_id=member.id,
+            metadata=metadata,
+            success_url=deps.urls.success,
+            cancel_url=deps.urls.cancel,
+            # The customer is part of the request: a replaced customer is a new request.
+            idempotency_key=checkout_idempotency_key(
+                member.id, f"{scope}:{customer_id}", client_key, now
+            ),
+        )
+
+    customer_id = ensure_customer(member.id, deps.stripe, deps.store)
+    try:
+        session = create_session(customer_id)
+    except errors.NotFound as exc:
+        if exc.code != STRIPE_CUSTOMER_MISSING:
+            raise
+        # The stored customer no longer exists in Stripe: forget it and start over once.
+        logger.warning(
+            "stripe customer missing, creating a new one", extra={"member_id": member.id}
+        )
+        deps.store.call("forget_customer", p_member_id=member.id, p_stripe_customer_id=customer_id)
+        session = create_session(ensure_customer(member.id, deps.stripe, deps.store))
     deps.store.call(
         "record_checkout_session",
         p_checkout_session_id=session.id,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The code of the NotFound an adapter raises when Stripe no longer knows our stored customer.
+STRIPE_CUSTOMER_MISSING = "stripe_customer_missing"
+
 
 @dataclass(frozen=True)
 class StripePrice:

@@ -164,3 +164,23 @@ def test_bad_bodies_are_refused_before_stripe(
     assert answer.status == status
     assert "error" in answer.body
     assert stack.stripe_calls("POST /v1/checkout/sessions") == 0
+
+
+def test_a_customer_stripe_no_longer_knows_is_replaced(stack: Stack, db: str, member: str) -> None:
+    # Given a stored customer that Stripe does not know (deleted in the Dashboard)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "insert into customers (member_id, stripe_customer_id) values (%s, 'cus_deleted')",
+            (member,),
+        )
+    # When the member buys
+    answer = buy(stack, member)
+    # Then the checkout goes through with a new customer, and the mapping is replaced
+    assert answer.status == 201
+    with psycopg.connect(db) as conn:
+        [(customer,)] = conn.execute(
+            "select stripe_customer_id from customers where member_id = %s", (member,)
+        ).fetchall()
+    assert customer.startswith("cus_")
+    assert customer != "cus_deleted"
+    assert stack.stripe_calls("POST /v1/customers") == 1

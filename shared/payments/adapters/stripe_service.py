@@ -25,7 +25,13 @@ from tenacity.stop import stop_base
 
 from payments import errors
 from payments.deadline import remaining_seconds
-from payments.models import CheckoutSession, IssuedRefund, PaymentSnapshot, StripePrice
+from payments.models import (
+    STRIPE_CUSTOMER_MISSING,
+    CheckoutSession,
+    IssuedRefund,
+    PaymentSnapshot,
+    StripePrice,
+)
 from payments.observability import logger
 from payments.settings import Settings
 
@@ -85,6 +91,10 @@ def to_domain_error(exc: stripe.StripeError) -> errors.PaymentsError:
             "This request was already made with different details.", code="idempotency_conflict"
         )
     if isinstance(exc, stripe.InvalidRequestError) and exc.code == "resource_missing":
+        if exc.param == "customer":
+            # Our stored customer is gone from Stripe (deleted in the Dashboard, a database
+            # restored against another account): callers can recover by creating a new one.
+            return errors.NotFound("Not found.", code=STRIPE_CUSTOMER_MISSING)
         return errors.NotFound("Not found.", code="stripe_resource_missing")
     if isinstance(exc, stripe.InvalidRequestError) and exc.code in _REFUND_REFUSALS:
         # Stripe refused a refund on the payment's state: a definite answer, not an outage.
