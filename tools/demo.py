@@ -32,29 +32,11 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
+from tools.devserver.__main__ import SERVICE_VARIABLES
 from tools.devserver.routes import ROOT
 
 LOG_FILE = ROOT / ".local" / "demo.log"
 WAIT_SECONDS = 20.0
-# Variables that would point the stack at real services: the demo needs its local stand-ins
-# (it pays through the emulator's helpers and reads the Make.com receiver).
-SERVICE_VARIABLES = (
-    "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
-    "STRIPE_API_BASE",
-    "MEMBERSTACK_SECRET_KEY",
-    "MEMBERSTACK_APP_ID",
-    "MEMBERSTACK_API_BASE",
-    "MAKE_WEBHOOK_URL",
-    "MAKE_API_KEY",
-    "WEBHOOK_QUEUE_URL",
-    "AWS_ENDPOINT_URL",
-    "CHECKOUT_SUCCESS_URL",
-    "CHECKOUT_CANCEL_URL",
-    "ALLOWED_ORIGINS",
-    "ADMIN_MEMBER_IDS",
-    "SENTRY_DSN",
-)
 LOCAL_PORT_VARIABLES = (
     "STRIPE_EMULATOR_PORT",
     "MEMBERSTACK_STANDIN_PORT",

@@ -24,6 +24,7 @@ import pytest
 from payments.catalog import load_catalog
 from payments.settings import get_settings
 from tests.conftest import truncate_state
+from tools.devserver.__main__ import SERVICE_VARIABLES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,24 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Variables that could point the stack elsewhere: this test needs its own local stand-ins.
-SERVICE_VARIABLES = (
-    "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
-    "STRIPE_API_BASE",
-    "MEMBERSTACK_SECRET_KEY",
-    "MEMBERSTACK_APP_ID",
-    "MEMBERSTACK_API_BASE",
-    "MAKE_WEBHOOK_URL",
-    "MAKE_API_KEY",
-    "WEBHOOK_QUEUE_URL",
-    "AWS_ENDPOINT_URL",
-    "CHECKOUT_SUCCESS_URL",
-    "CHECKOUT_CANCEL_URL",
-    "ALLOWED_ORIGINS",
-    "ADMIN_MEMBER_IDS",
-    "SENTRY_DSN",
-)
 
 pytestmark = [
     pytest.mark.browser,

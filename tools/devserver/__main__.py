@@ -36,6 +36,27 @@ LOCAL_DEFAULTS = {
 }
 
 
+# Variables that point the stack at real services instead of the local stand-ins. Runs that
+# drive the stand-ins themselves (make demo, the browser test) clear them first.
+SERVICE_VARIABLES = (
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+    "MEMBERSTACK_SECRET_KEY",
+    "MEMBERSTACK_APP_ID",
+    "MEMBERSTACK_API_BASE",
+    "MAKE_WEBHOOK_URL",
+    "MAKE_API_KEY",
+    "WEBHOOK_QUEUE_URL",
+    "AWS_ENDPOINT_URL",
+    "CHECKOUT_SUCCESS_URL",
+    "CHECKOUT_CANCEL_URL",
+    "ALLOWED_ORIGINS",
+    "ADMIN_MEMBER_IDS",
+    "SENTRY_DSN",
+)
+
+
 def _port(variable: str, default: int) -> int:
     return int(os.environ.get(variable, default))
 
