@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tools.db import apply_migrations, migration_files
+from tools.db import MigrationChanged, apply_migrations, migration_files
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +97,26 @@ def _is_root() -> bool:
     import os
 
     return os.geteuid() == 0
+
+
+def test_a_migration_edited_after_it_was_applied_is_refused(database_url: str) -> None:
+    # Given a database whose record of one migration has another checksum
+    version = migration_files()[0].name.split("_", 1)[0]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        [(original,)] = conn.execute(
+            "select checksum from local_schema_migrations where version = %s", (version,)
+        ).fetchall()
+        conn.execute(
+            "update local_schema_migrations set checksum = 'edited' where version = %s",
+            (version,),
+        )
+    try:
+        # When the migrations are applied again, then the edited file is named
+        with pytest.raises(MigrationChanged, match=migration_files()[0].name):
+            apply_migrations(database_url)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "update local_schema_migrations set checksum = %s where version = %s",
+                (original, version),
+            )

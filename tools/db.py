@@ -6,6 +6,7 @@ no Docker, no system install) is started under ``.local/``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -44,11 +45,17 @@ def migration_files() -> list[Path]:
     return sorted(MIGRATIONS.glob("*.sql"))
 
 
+class MigrationChanged(RuntimeError):
+    """A migration file differs from the one applied to this database."""
+
+
 def apply_migrations(url: str) -> list[str]:
     """Apply the bootstrap (plain Postgres only) and every migration not applied yet.
 
-    Each file runs in its own transaction and is recorded in ``local_schema_migrations``;
-    re-running is a no-op. Returns the versions applied now.
+    Each file runs in its own transaction and is recorded in ``local_schema_migrations`` with
+    a checksum; re-running is a no-op, and a file edited after it was applied is an error
+    naming it (a database it no longer describes must be rebuilt, not silently kept).
+    Returns the versions applied now.
     """
     applied_now: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
@@ -62,15 +69,26 @@ def apply_migrations(url: str) -> list[str]:
             "create table if not exists public.local_schema_migrations ("
             " version text primary key, applied_at timestamptz not null default now())"
         )
-        done = {row[0] for row in conn.execute("select version from local_schema_migrations")}
+        conn.execute("alter table local_schema_migrations add column if not exists checksum text")
+        done: dict[str, str | None] = dict(
+            conn.execute("select version, checksum from local_schema_migrations").fetchall()
+        )
         for path in migration_files():
             version = path.name.split("_", 1)[0]
+            text = path.read_text()
+            checksum = hashlib.sha256(text.encode()).hexdigest()
             if version in done:
+                if done[version] not in (None, checksum):
+                    raise MigrationChanged(
+                        f"{path.name} changed after it was applied to this database; "
+                        "rebuild it (for the local one: rm -rf .local/pgdata)"
+                    )
                 continue
             with conn.transaction():
-                conn.execute(path.read_text())
+                conn.execute(text)
                 conn.execute(
-                    "insert into local_schema_migrations (version) values (%s)", (version,)
+                    "insert into local_schema_migrations (version, checksum) values (%s, %s)",
+                    (version, checksum),
                 )
             applied_now.append(path.name)
         conn.execute("select pg_advisory_unlock(727274)")
