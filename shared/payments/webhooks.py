@@ -383,14 +383,17 @@ def _first_item(subscription: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def subscription_product(subscription: Mapping[str, Any]) -> str | None:
-    """Our product id: the subscription's metadata, else the catalog entry of its price."""
-    product = _str(_metadata(subscription).get("product"))
-    if product:
-        return product
+    """Our product id: the catalog entry of the price Stripe bills, else the metadata.
+
+    The price wins: a plan changed in the Stripe Dashboard (or by any path that forgot the
+    metadata) is still named by what the member actually pays for.
+    """
     price = _first_item(subscription).get("price")
     lookup_key = _str(price.get("lookup_key")) if isinstance(price, Mapping) else None
     found = load_catalog().by_lookup_key(lookup_key) if lookup_key else None
-    return found.id if found else None
+    if found is not None:
+        return found.id
+    return _str(_metadata(subscription).get("product"))
 
 
 def _subscription(event: StripeEvent) -> EventEffect:

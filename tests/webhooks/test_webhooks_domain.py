@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from payments.webhooks import MalformedEvent, event_from_dict, interpret_event, parse_event
+from payments.webhooks import (
+    MalformedEvent,
+    event_from_dict,
+    interpret_event,
+    parse_event,
+    subscription_product,
+)
 from tests.webhooks import factories as f
 
 pytestmark = pytest.mark.unit
@@ -81,3 +87,16 @@ def test_log_metadata_never_carries_personal_data() -> None:
 def test_a_payload_that_is_not_an_event_says_why(body: str, reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
         parse_event(body)
+
+
+@pytest.mark.unit
+def test_a_subscription_is_named_by_the_price_it_bills_not_stale_metadata() -> None:
+    # Given a subscription moved to the Scale plan in the Dashboard, metadata still "growth"
+    obj = f.subscription(lookup_key="scale_monthly_usd_v1", unit_amount=7900)
+    obj["metadata"] = {"member_id": "mem_x", "product": "growth_monthly"}
+    # Then the worker records the plan Stripe bills
+    assert subscription_product(obj) == "scale_monthly"
+    # And a price we do not know falls back to the metadata
+    unknown = f.subscription(lookup_key=None)
+    unknown["metadata"] = {"product": "growth_monthly"}
+    assert subscription_product(unknown) == "growth_monthly"
