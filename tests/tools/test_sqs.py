@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.tools.conftest import QueueFactory
+from tools.devserver.lambda_host import FakeLambdaContext
 from tools.local.sqs import (
-    LambdaContext,
     LocalSqs,
     SqsPoller,
     build_sqs_event,
@@ -385,11 +385,6 @@ def test_event_builder_base64_encodes_binary_list_values() -> None:
 
 @pytest.mark.unit
 def test_context_remaining_time_counts_down_from_the_timeout() -> None:
-    context = LambdaContext(
-        function_name="f",
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
-        memory_limit_in_mb=128,
-        timeout_seconds=0,
-    )
+    context = FakeLambdaContext("f", timeout_seconds=0, memory_limit_in_mb=128)
     assert context.get_remaining_time_in_millis() == 0
     assert context.log_group_name == "/aws/lambda/f"

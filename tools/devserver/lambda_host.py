@@ -23,12 +23,14 @@ class FakeLambdaContext:
     memory_limit_in_mb: int = 512
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/local"
+    log_group_name: str = ""
     log_stream_name: str = "local"
     _deadline: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         self._deadline = time.monotonic() + self.timeout_seconds
+        if not self.log_group_name:
+            self.log_group_name = f"/aws/lambda/{self.function_name}"
 
     @property
     def invoked_function_arn(self) -> str:

@@ -27,9 +27,7 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -38,6 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from moto.server import ThreadedMotoServer
 
+from tools.devserver.lambda_host import FakeLambdaContext
 from tools.local._http import (
     LOOPBACK,
     configure_cli_logging,
@@ -61,7 +60,7 @@ DEFAULT_MAX_RECEIVE_COUNT = 5
 DUMMY_ACCESS_KEY_ID = "testing"
 DUMMY_SECRET_ACCESS_KEY = "testing"
 
-LambdaHandler = Callable[[dict[str, Any], "LambdaContext"], Any]
+LambdaHandler = Callable[[dict[str, Any], FakeLambdaContext], Any]
 
 
 def sqs_client(endpoint_url: str) -> SQSClient:
@@ -166,30 +165,6 @@ def create_queues(
         },
     )["QueueUrl"]
     return queue_url, dlq_url
-
-
-@dataclass
-class LambdaContext:
-    """The parts of the Lambda context object that handlers and Powertools read."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_seconds: float
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _started: float = field(default_factory=time.monotonic, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.log_group_name:
-            self.log_group_name = f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the configured timeout, never negative."""
-        elapsed = time.monotonic() - self._started
-        return max(0, int((self.timeout_seconds - elapsed) * 1000))
 
 
 def _lambda_message_attributes(
@@ -410,11 +385,10 @@ class SqsPoller:
 
     def _invoke(self, event: dict[str, Any], message_ids: Sequence[str]) -> set[str]:
         """Call the handler; return the ids of the messages that must not be deleted."""
-        context = LambdaContext(
-            function_name=self.function_name,
-            invoked_function_arn=self._function_arn(),
-            memory_limit_in_mb=self.memory_limit_in_mb,
+        context = FakeLambdaContext(
+            self.function_name,
             timeout_seconds=self.timeout_seconds,
+            memory_limit_in_mb=self.memory_limit_in_mb,
         )
         started = time.monotonic()
         try:
@@ -448,11 +422,6 @@ class SqsPoller:
         )
         for failure in result.get("Failed", []):
             logger.warning("could not delete message %s: %s", failure["Id"], failure["Code"])
-
-    def _function_arn(self) -> str:
-        # arn:aws:sqs:<region>:<account>:<name> -> same account for the fake function.
-        account = self.queue_arn.split(":")[4]
-        return f"arn:aws:lambda:{REGION}:{account}:function:{self.function_name}"
 
 
 def _load_handler(spec: str) -> LambdaHandler:
