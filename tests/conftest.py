@@ -34,6 +34,9 @@ STATE_TABLES = (
     "refunds",
     "outbox",
     "erasures",
+    "charges",
+    "disputes",
+    "subscription_invoices",
 )
 
 

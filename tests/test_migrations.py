@@ -29,7 +29,7 @@ def test_rls_is_enabled_on_every_table_holding_member_data(database_url: str) ->
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             "select relname from pg_class where relnamespace = 'public'::regnamespace "
-            "and relkind = 'r' and not relrowsecurity and relname <> 'local_schema_migrations'"
+            "and relkind = 'r' and not relrowsecurity"
         ).fetchall()
     assert rows == []
 
@@ -120,3 +120,72 @@ def test_a_migration_edited_after_it_was_applied_is_refused(database_url: str) -
                 "update local_schema_migrations set checksum = %s where version = %s",
                 (original, version),
             )
+
+
+def test_the_function_index_is_fresh() -> None:
+    from tools.sql_index import main
+
+    assert main(["--check"]) == 0, "run python -m tools.sql_index"
+
+
+def test_the_function_index_names_exactly_what_the_database_holds(database_url: str) -> None:
+    # Given the index of where each function and view is defined now
+    from tools.sql_index import current, scan
+
+    entries = scan()
+    # When the migrated database lists its own functions and views in public
+    with psycopg.connect(database_url) as conn:
+        functions = {
+            r[0]
+            for r in conn.execute(
+                "select p.proname from pg_proc p where p.pronamespace = 'public'::regnamespace"
+            )
+        }
+        views = {
+            r[0]
+            for r in conn.execute(
+                "select relname from pg_class where relnamespace = 'public'::regnamespace "
+                "and relkind = 'v'"
+            )
+        }
+    # Then the index and the database agree: nothing dropped is listed, nothing is missing
+    assert current(entries, "function") == functions
+    assert current(entries, "view") == views
+
+
+def test_no_function_is_defined_twice_with_different_arguments(database_url: str) -> None:
+    # An overload left behind by a changed signature makes named calls ambiguous.
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select proname from pg_proc where pronamespace = 'public'::regnamespace "
+            "group by proname having count(*) > 1"
+        ).fetchall()
+    assert rows == []
+
+
+def test_nothing_new_in_public_is_exposed_to_anon_or_members_by_default(database_url: str) -> None:
+    # Given the migrated schema, when the migration role creates a table and a function later
+    with psycopg.connect(database_url) as conn:
+        conn.execute("create table public.later_table (id int)")
+        conn.execute("create function public.later_fn() returns int language sql as 'select 1'")
+        granted = conn.execute(
+            "select has_table_privilege('anon', 'public.later_table', 'select'),"
+            " has_table_privilege('authenticated', 'public.later_table', 'select'),"
+            " has_function_privilege('anon', 'public.later_fn()', 'execute'),"
+            " has_function_privilege('authenticated', 'public.later_fn()', 'execute')"
+        ).fetchone()
+        conn.rollback()
+    # Then neither anon nor authenticated may use them until a migration grants it
+    assert granted == (False, False, False, False)
+
+
+def test_member_reads_are_not_executable_by_the_service_role(database_url: str) -> None:
+    # As the service role (which bypasses RLS) they would return every member's rows.
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select p.proname from pg_proc p where p.pronamespace = 'public'::regnamespace"
+            " and p.proname in ('member_payment_logs', 'member_subscriptions',"
+            " 'member_data_export')"
+            " and has_function_privilege('service_role', p.oid, 'execute')"
+        ).fetchall()
+    assert rows == []

@@ -66,6 +66,29 @@ class ErasureReceipt(BaseModel):
     rows: dict[str, int] = Field(description="Rows anonymised or deleted, per table.")
 
 
+# Why an erasure must wait, as (error code, what the member reads).
+ERASURE_WAITS: dict[str, tuple[str, str]] = {
+    "subscription_active": (
+        "subscription_active",
+        "Cancel your subscription first; your data can be erased once it has ended.",
+    ),
+    "purchase_open": (
+        "erasure_pending",
+        "A checkout you started is still open or a payment is still being confirmed. "
+        "Your data can be erased once it is finished (an unpaid checkout closes within 24 hours).",
+    ),
+    "refund_pending": (
+        "erasure_pending",
+        "A refund to you is still on its way. Your data can be erased once it has arrived.",
+    ),
+    "dispatch_pending": (
+        "erasure_pending",
+        "We are still completing an order of yours. Your data can be erased once it is done; "
+        "please try again in a few minutes.",
+    ),
+}
+
+
 def encode_cursor(last_id: int) -> str:
     """An opaque cursor: clients pass it back, they do not read it."""
     raw = f"{_CURSOR_PREFIX}{last_id}".encode()
@@ -137,18 +160,20 @@ def export_member_data(store: Store, member_id: str) -> MemberDataExport:
 def erase_member_data(store: Store, member_id: str, *, requested_by: str) -> ErasureReceipt:
     """Erase the member's personal data from our tables, keeping amounts for accounting.
 
-    Idempotent: erasing again changes nothing and says so. Refused while a subscription is
-    live, because Stripe would keep billing a member we could no longer match.
+    Idempotent: erasing again changes nothing and says so. Refused (409) while money or work
+    is still owed to or by the member: a live subscription (Stripe would keep billing a member
+    we could no longer match), a checkout still open or a payment still settling, a refund not
+    yet final, a dispatch not yet performed. Erasing would hide each of them from the people
+    who must finish it; the member is told what to wait for.
     """
-    try:
-        result: dict[str, Any] = store.call(
-            "erase_member_data", p_member_id=member_id, p_requested_by=requested_by
-        )
-    except errors.Conflict:
-        raise errors.Conflict(
-            "Cancel the subscription first; its data can be erased once it has ended.",
-            code="subscription_active",
-        ) from None
+    result: dict[str, Any] = store.call(
+        "erase_member_data", p_member_id=member_id, p_requested_by=requested_by
+    )
+    refused = result.get("refused")
+    if refused is not None:
+        code, message = ERASURE_WAITS.get(str(refused), ERASURE_WAITS["dispatch_pending"])
+        logger.info("member data erasure must wait", extra={"reason": refused})
+        raise errors.Conflict(message, code=code)
     receipt = ErasureReceipt.model_validate(result)
     # The pseudonym, never the member id: this line outlives the erasure.
     logger.info(

@@ -47,3 +47,9 @@ as $$ select auth.jwt() ->> 'role' $$;
 
 grant usage on schema auth to anon, authenticated, service_role;
 grant usage on schema public to anon, authenticated, service_role;
+
+-- Supabase's default privileges in schema public: what the migration role creates is granted
+-- to anon, authenticated and service_role unless a migration takes it back (it does).
+alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+alter default privileges in schema public grant all on functions to anon, authenticated, service_role;

@@ -72,11 +72,22 @@ class Rows:
     ) -> None:
         created = at or f"now() - '{ago}'::interval"
         updated = updated_at or (f"now() - '{updated_ago}'::interval" if updated_ago else created)
+        # The payment lifecycle behind the status (every status past payment implies paid).
+        lifecycle = status if status in ("open", "processing", "failed", "expired") else "paid"
         self.conn.execute(
             "insert into purchases (checkout_session_id, payment_intent_id, member_id, product,"
-            " amount, currency, amount_refunded, status, created_at, updated_at) values"
-            f" (%s, %s, %s, %s, %s, 'usd', %s, %s, {_ts(created)}, {_ts(updated)})",
-            (session, payment_intent, member_id, product, amount, amount_refunded, status),
+            " amount, currency, amount_refunded, status, payment_status, created_at, updated_at)"
+            f" values (%s, %s, %s, %s, %s, 'usd', %s, %s, %s, {_ts(created)}, {_ts(updated)})",
+            (
+                session,
+                payment_intent,
+                member_id,
+                product,
+                amount,
+                amount_refunded,
+                status,
+                lifecycle,
+            ),
         )
 
     def refund(
@@ -120,10 +131,10 @@ class Rows:
         self, key: str, payload: dict[str, Any], *, status: str = "sent", ago: str = NOW
     ) -> None:
         self.conn.execute(
-            "insert into outbox (kind, dedupe_key, payload, status, created_at, sent_at)"
-            " values ('make.add_project', %s, %s, %s, now() - %s::interval,"
+            "insert into outbox (kind, dedupe_key, member_id, payload, status, created_at,"
+            " sent_at) values ('add_project', %s, %s, %s, %s, now() - %s::interval,"
             " case when %s = 'sent' then now() - %s::interval end)",
-            (key, Jsonb(payload), status, ago, status, ago),
+            (key, payload.get("member_id"), Jsonb(payload), status, ago, status, ago),
         )
 
     def processed_event(self, event_id: str, *, ago: str = NOW) -> None:

@@ -233,7 +233,7 @@ def test_after_erasure_nothing_names_the_member_and_the_export_is_empty(
     assert rows.count("customers") == 1
     assert receipt.rows == {
         "payment_logs": 1, "purchases": 1, "refunds": 1, "subscriptions": 1,
-        "customers": 1, "outbox": 1,
+        "subscription_invoices": 0, "customers": 1, "outbox": 1,
     }  # fmt: skip
     # And member B is untouched
     assert member_data.export_member_data(any_store, "mem_b").customer is not None
@@ -282,3 +282,69 @@ def test_erasure_is_refused_while_a_subscription_is_live(any_store: Store, rows:
     assert refused.value.code == "subscription_active"
     assert rows.count("customers", "member_id = 'mem_a'") == 1
     assert rows.count("payment_logs", "user_id = 'mem_a'") == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("owed", "code"),
+    [
+        ("dispatch", "erasure_pending"),
+        ("open_checkout", "erasure_pending"),
+        ("settling_payment", "erasure_pending"),
+        ("pending_refund", "erasure_pending"),
+    ],
+)
+def test_erasure_waits_while_money_or_fulfilment_is_still_owed(
+    any_store: Store, rows: Rows, owed: str, code: str
+) -> None:
+    # Given a member with something still owed to them or by them
+    rows.member("mem_a", "a")
+    if owed == "dispatch":
+        rows.outbox("add_project:cs_x", {"member_id": "mem_a"}, status="pending")
+    elif owed == "open_checkout":
+        rows.purchase("mem_a", "cs_open", status="open")
+        rows.conn.execute("update purchases set expires_at = now() + interval '1 hour'")
+    elif owed == "settling_payment":
+        rows.purchase("mem_a", "cs_debit", status="processing")
+    else:
+        rows.refund("re_pending", "pi_a", "mem_a", status="pending")
+    # When the member asks for erasure
+    with pytest.raises(errors.Conflict) as refused:
+        member_data.erase_member_data(any_store, "mem_a", requested_by="mem_a")
+    # Then it waits, says why in plain words, and nothing owed was dropped
+    assert refused.value.code == code
+    assert "erase" in refused.value.message.lower()
+    assert rows.count("payment_logs", "user_id = 'mem_a'") == 1
+    assert rows.count("outbox", "member_id = 'mem_a' and status = 'pending'") == (
+        1 if owed == "dispatch" else 0
+    )
+
+
+@pytest.mark.integration
+def test_a_checkout_left_open_past_its_expiry_does_not_block_erasure(
+    any_store: Store, rows: Rows
+) -> None:
+    rows.member("mem_a", "a")
+    rows.purchase("mem_a", "cs_stale", status="open")
+    rows.conn.execute("update purchases set expires_at = now() - interval '1 minute'")
+    assert member_data.erase_member_data(any_store, "mem_a", requested_by="mem_a").rows
+
+
+@pytest.mark.integration
+def test_an_erased_admin_is_named_by_pseudonym_in_other_members_refund_logs(
+    any_store: Store, rows: Rows, db: str
+) -> None:
+    # Given an admin who refunded member B, and B's log line naming the admin
+    rows.member("mem_b", "b")
+    rows.log("mem_b", event_type="refund.requested", metadata={"requested_by": "mem_root"})
+    # When the admin's own data is erased
+    member_data.erase_member_data(any_store, "mem_root", requested_by="mem_root")
+    # Then no row names the admin any more, and B's line keeps who asked, by pseudonym
+    assert _tables_mentioning(db, "mem_root") == []
+    assert (
+        rows.count(
+            "payment_logs",
+            "metadata ->> 'requested_by' = 'admin:' || substr(member_pseudonym('mem_root'), 8)",
+        )
+        == 1
+    )
