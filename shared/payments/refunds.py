@@ -8,7 +8,9 @@ Rules that protect money:
 * Never refund twice for one request. The amount is reserved in SQL under a lock on the
   purchase (``reserve_refund``) before Stripe is called, and the Stripe call carries an
   idempotency key derived from the request, so a retried or concurrent request either replays
-  the same refund or is refused.
+  the same refund or is refused. A request is the client's ``Idempotency-Key`` when sent;
+  without one, the same admin asking for the same refund (payment, amount or "the rest",
+  reason) within ten minutes is the same request and gets the same refund back.
 * A switch refunds nothing by itself: it starts a Checkout for the new track; the webhook
   worker refunds the original only once that new payment succeeded (outbox ``switch_refund``).
 """
@@ -26,7 +28,7 @@ from payments import errors
 from payments.adapters.store import Store
 from payments.auth import Member
 from payments.catalog import format_amount
-from payments.checkout import AlreadyPurchased, CheckoutDeps, start_checkout
+from payments.checkout import CheckoutDeps, start_checkout
 from payments.models import CheckoutSession, IssuedRefund, PaymentSnapshot
 from payments.observability import logger
 
@@ -346,8 +348,6 @@ def switch_purchase(
     snapshot = deps.payments.retrieve_payment(pi)
     if snapshot.status != "succeeded" or snapshot.disputed or snapshot.amount_refunded > 0:
         raise PurchaseNotSwitchable()
-    if store.call("member_owns_product", p_member_id=member.id, p_product=target.id):
-        raise AlreadyPurchased()
     session = start_checkout(
         deps.checkout,
         member,
