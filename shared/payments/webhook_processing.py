@@ -1,13 +1,19 @@
 """The worker's job for one queued Stripe event: apply it once, then perform what it queued.
 
 1. ``parse_event`` + ``interpret_event`` (``payments.webhooks``): the SQL call's parameters.
+   An event that can never be applied (malformed for its type, or sent in the other Stripe
+   mode than our key's) is *refused*: claimed once in the ledger as refused, acknowledged, and
+   never retried.
 2. ``process_stripe_event``: claims the event id and applies the effect in one transaction; a
    duplicate changes nothing.
-3. A dispute opened by this event (not by a duplicate) alerts a person.
-4. Every pending outbox row of the event is leased, performed (Make.com ``add_project``, a
-   product-switch refund in Stripe) and marked sent. This runs for duplicates too: a message
-   redelivered after a Make.com outage finds the event applied but its dispatch still pending.
-   A failed dispatch is released and re-raised, so only this SQS message is retried.
+3. What needs a person alerts (Sentry and an error log line): a dispute opened, a payment for
+   something the member already held (refunded automatically), a refund that failed.
+4. Every pending outbox row of the event is leased, performed (Make.com ``add_project`` and
+   ``payment_failed``, a product-switch or duplicate refund, the cancellation of a duplicate
+   subscription) and marked sent. This runs for duplicates too: a message redelivered after a
+   Make.com outage finds the event applied but its dispatch still pending. A failed dispatch
+   is released and re-raised, so only this SQS message is retried; the reconciler performs
+   whatever is left pending (``payments.reconcile``).
 
 Ports are parameters (``WorkerPorts``), so tests pass real stores and local stand-ins.
 """
@@ -19,15 +25,24 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from payments.adapters.store import Store
+from payments.dispatches import MAKE_KINDS, make_payload
 from payments.errors import PaymentsError
 from payments.models import IssuedRefund
 from payments.observability import alert, logger
-from payments.webhooks import EventEffect, interpret_event, parse_event
+from payments.webhooks import (
+    EventEffect,
+    MalformedEvent,
+    event_from_dict,
+    interpret_event,
+    parse_event,
+    refused_effect,
+    with_subscription_state,
+)
 
 # Longer than the worker's timeout: a lease never expires while its holder may still send.
 OUTBOX_LEASE_SECONDS = 120
 
-Outcome = Literal["applied", "stale", "ignored", "duplicate"]
+Outcome = Literal["applied", "stale", "ignored", "refused", "duplicate", "unreadable"]
 
 
 class MakeDispatcher(Protocol):
@@ -39,6 +54,8 @@ class SubscriptionSource(Protocol):
 
 
 class RefundIssuer(Protocol):
+    """The Stripe calls the worker makes on its own: refunds and duplicate cancellations."""
+
     def create_refund(
         self,
         payment_intent: str,
@@ -48,6 +65,10 @@ class RefundIssuer(Protocol):
         reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None,
         metadata: dict[str, str] | None = None,
     ) -> IssuedRefund: ...
+
+    def cancel_subscription_now(self, subscription_id: str, idempotency_key: str) -> None: ...
+
+    def subscription_payment_intent(self, subscription_id: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,10 @@ class WorkerPorts:
     # Stripe stamps events in whole seconds: two changes of one second cannot be ordered by
     # ``created``, so the state applied must be Stripe's current one, not the event's snapshot.
     subscriptions: Callable[[], SubscriptionSource] | None = None
+    # The mode of our Stripe key (None: unknown, accept both). An event of the other mode is a
+    # misconfigured endpoint (a live endpoint posting to a test deployment, or the reverse).
+    livemode: bool | None = None
+    allow_repeat_purchases: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,10 @@ class DispatchFailed(PaymentsError):
 
 def switch_refund_idempotency_key(payment_intent: str) -> str:
     return f"switch-refund:{payment_intent}"
+
+
+def duplicate_refund_idempotency_key(payment_intent: str) -> str:
+    return f"duplicate-refund:{payment_intent}"
 
 
 class EventRefused(PaymentsError):
@@ -101,20 +130,25 @@ def process_event_batch(bodies: Mapping[str, str], ports: WorkerPorts) -> dict[s
     effects: dict[str, EventEffect] = {}
     for message_id, body in bodies.items():
         try:
-            effects[message_id] = _current(interpret_event(parse_event(body)), ports)
+            effect = effect_of(body, ports)
+        except MalformedEvent as exc:
+            # Not even an event we can name: nothing to record, nothing a retry could fix.
+            logger.error("unreadable stripe event message dropped", extra={"reason": exc.message})
+            results[message_id] = ProcessedEvent("", "", "unreadable", 0)
+            continue
         except PaymentsError as exc:
             results[message_id] = exc
+            continue
+        effects[message_id] = effect
     # Same order in every worker: racing workers take the ledger's locks in the same order.
     ordered = sorted(effects.items(), key=lambda item: item[1].event.id)
     if not ordered:
         return results
     try:
-        outcomes = ports.store.call(
-            "process_stripe_events", p_events=[effect.batch_item() for _, effect in ordered]
-        )
+        committed = _apply_in_database(ordered, ports)
     except Exception as exc:  # noqa: BLE001 - every message of the batch fails with it
         return {**results, **{message_id: exc for message_id, _ in ordered}}
-    for (message_id, effect), result in zip(ordered, outcomes, strict=True):
+    for message_id, effect, result in committed:
         if result.get("outcome") == "error":
             results[message_id] = EventRefused(
                 f"the database refused the event (SQLSTATE {result.get('sqlstate')})"
@@ -127,16 +161,90 @@ def process_event_batch(bodies: Mapping[str, str], ports: WorkerPorts) -> dict[s
     return results
 
 
-def _current(effect: EventEffect, ports: WorkerPorts) -> EventEffect:
-    """A subscription event's effect with the subscription as Stripe holds it now.
+# Two workers' batches locking the same member's rows in opposite orders: Postgres rolls one
+# event back. Once our batch has committed, its locks are gone and the event goes through.
+_RETRY_AT_ONCE = frozenset({"40P01", "40001"})
 
-    Whichever of two same-second events is applied last then writes the newest state, and an
-    older event (earlier ``created``) is still refused by the SQL guard.
+
+def _apply_in_database(
+    ordered: list[tuple[str, EventEffect]], ports: WorkerPorts
+) -> list[tuple[str, EventEffect, dict[str, Any]]]:
+    outcomes = ports.store.call(
+        "process_stripe_events", p_events=[effect.batch_item() for _, effect in ordered]
+    )
+    applied = [
+        (message_id, effect, result)
+        for (message_id, effect), result in zip(ordered, outcomes, strict=True)
+    ]
+    again = [
+        (message_id, effect)
+        for message_id, effect, result in applied
+        if result.get("outcome") == "error" and result.get("sqlstate") in _RETRY_AT_ONCE
+    ]
+    if not again:
+        return applied
+    logger.info("retrying events rolled back by a lock conflict", extra={"events": len(again)})
+    retried = ports.store.call(
+        "process_stripe_events", p_events=[effect.batch_item() for _, effect in again]
+    )
+    second = {message_id: result for (message_id, _), result in zip(again, retried, strict=True)}
+    return [
+        (message_id, effect, second.get(message_id, result))
+        for message_id, effect, result in applied
+    ]
+
+
+def effect_of(body: str | Mapping[str, Any], ports: WorkerPorts) -> EventEffect:
+    """What to hand the database for one queued event (JSON text or an already decoded dict).
+
+    Raises ``MalformedEvent`` when the body is not a Stripe event at all. An event of a handled
+    type that cannot be applied becomes a *refuse* effect: recorded once, never retried.
     """
-    if effect.action != "subscription" or ports.subscriptions is None or not effect.object_id:
+    event = parse_event(body) if isinstance(body, str) else event_from_dict(dict(body))
+    if None not in (ports.livemode, event.livemode) and event.livemode != ports.livemode:
+        alert(
+            "stripe event of the other mode refused: check the webhook endpoint",
+            stripe_event_id=event.id,
+            stripe_event_type=event.type,
+            event_livemode=event.livemode,
+        )
+        return refused_effect(event, "livemode_mismatch")
+    try:
+        effect = interpret_event(event, allow_repeat_purchases=ports.allow_repeat_purchases)
+    except MalformedEvent as exc:
+        logger.warning(
+            "stripe event refused as malformed",
+            extra={
+                "stripe_event_id": event.id,
+                "stripe_event_type": event.type,
+                "reason": exc.message,
+            },
+        )
+        return refused_effect(event, exc.message)
+    return _current(effect, ports)
+
+
+def _current(effect: EventEffect, ports: WorkerPorts) -> EventEffect:
+    """An effect with its subscription as Stripe holds it now.
+
+    For a subscription event, whichever of two same-second events is applied last then writes
+    the newest state, and an older event (earlier ``created``) is still refused by the SQL
+    guard. An invoice event brings the subscription's state along (``past_due`` after a failed
+    renewal) and names the plan by the price Stripe bills.
+    """
+    if ports.subscriptions is None:
         return effect
-    current = ports.subscriptions().retrieve_subscription(effect.object_id)
-    return interpret_event(replace(effect.event, object=current))
+    if effect.action == "subscription" and effect.object_id:
+        current = ports.subscriptions().retrieve_subscription(effect.object_id)
+        return interpret_event(
+            replace(effect.event, object=current),
+            allow_repeat_purchases=ports.allow_repeat_purchases,
+        )
+    subscription_id = effect.data.get("subscription_id")
+    if effect.action == "invoice" and subscription_id:
+        current = ports.subscriptions().retrieve_subscription(str(subscription_id))
+        return with_subscription_state(effect, current)
+    return effect
 
 
 def process_event_message(body: str, ports: WorkerPorts) -> ProcessedEvent:
@@ -166,11 +274,33 @@ def _after_commit(
 
 
 def _alert_if_needed(effect: EventEffect, result: Mapping[str, Any]) -> None:
+    event, data = effect.event, effect.data
+    if result.get("duplicate"):
+        alert(
+            "payment for something the member already holds: refunding it in full",
+            stripe_event_id=event.id,
+            member_id=result.get("member_id"),
+            product=result.get("product"),
+            mode=result.get("mode"),
+            checkout_session=data.get("checkout_session_id"),
+            payment_intent=data.get("payment_intent"),
+            subscription=data.get("subscription"),
+        )
+    if effect.action == "refund" and event.type == "refund.failed":
+        refund = data.get("refund") or {}
+        alert(
+            "a refund failed: the money was not returned",
+            stripe_event_id=event.id,
+            refund_id=refund.get("id"),
+            payment_intent=refund.get("payment_intent"),
+            amount=refund.get("amount"),
+            currency=refund.get("currency"),
+            member_id=result.get("member_id"),
+        )
     if effect.action != "dispute":
         return
-    data = effect.data
     context = {
-        "stripe_event_id": effect.event.id,
+        "stripe_event_id": event.id,
         "dispute_id": data.get("dispute_id"),
         "payment_intent": data.get("payment_intent"),
         "amount": data.get("amount"),
@@ -180,9 +310,9 @@ def _alert_if_needed(effect: EventEffect, result: Mapping[str, Any]) -> None:
         "evidence_due_by": data.get("evidence_due_by"),
         "member_id": result.get("member_id"),
     }
-    if effect.event.type == "charge.dispute.created":
+    if event.type == "charge.dispute.created":
         alert("payment disputed: submit evidence before the deadline", **context)
-    else:
+    elif event.type == "charge.dispute.closed":
         logger.warning("dispute closed", extra=context)
 
 
@@ -192,21 +322,28 @@ def dispatch_pending(event_id: str, ports: WorkerPorts) -> int:
     rows = ports.store.call(
         "claim_outbox_dispatches", p_event_id=event_id, p_lease_seconds=OUTBOX_LEASE_SECONDS
     )
+    return perform_dispatches(rows or [], ports)
+
+
+def perform_dispatches(rows: list[Mapping[str, Any]], ports: WorkerPorts) -> int:
+    """Perform leased outbox rows and mark each sent, or release it with its error code.
+
+    Every row is tried; raises ``DispatchFailed`` afterwards if any of them failed.
+    """
     sent, failures = 0, []
-    for row in rows or []:
+    for row in rows:
+        context = {
+            "stripe_event_id": row.get("event_id"),
+            "kind": row["kind"],
+            "outbox_id": row["id"],
+        }
         try:
             result = _perform(row, ports)
         except PaymentsError as exc:
             ports.store.call("release_outbox_dispatch", p_id=row["id"], p_error=exc.code)
             logger.warning(
                 "outbox dispatch failed",
-                extra={
-                    "stripe_event_id": event_id,
-                    "kind": row["kind"],
-                    "outbox_id": row["id"],
-                    "attempts": row["attempts"],
-                    "code": exc.code,
-                },
+                extra={**context, "attempts": row["attempts"], "code": exc.code},
             )
             failures.append(exc.code)
             continue
@@ -215,47 +352,115 @@ def dispatch_pending(event_id: str, ports: WorkerPorts) -> int:
             ports.store.call("release_outbox_dispatch", p_id=row["id"], p_error="unexpected")
             raise
         ports.store.call("complete_outbox_dispatch", p_id=row["id"], p_result=result)
-        logger.info(
-            "outbox dispatch sent",
-            extra={"stripe_event_id": event_id, "kind": row["kind"], "outbox_id": row["id"]},
-        )
+        logger.info("outbox dispatch sent", extra=context)
         sent += 1
     if failures:
         raise DispatchFailed(f"{len(failures)} dispatch(es) failed: {', '.join(failures)}")
     return sent
 
 
+def _idempotency_key(row: Mapping[str, Any]) -> str:
+    # The dedupe key names the dispatch itself; rows from before it was returned fall back to
+    # the event that queued them.
+    return str(row.get("dedupe_key") or row.get("event_id") or row["id"])
+
+
 def _perform(row: Mapping[str, Any], ports: WorkerPorts) -> dict[str, Any]:
     kind, payload = row["kind"], row["payload"]
-    if kind == "add_project":
-        ports.make.send({"idempotency_key": row["event_id"], **payload})
+    if kind in MAKE_KINDS:
+        ports.make.send(make_payload(kind, _idempotency_key(row), payload))
         return {}
     if kind == "switch_refund":
         original = str(payload["payment_intent"])
-        try:
-            refund = ports.refunds().create_refund(
-                original,
-                idempotency_key=switch_refund_idempotency_key(original),
-                reason="requested_by_customer",
-                metadata={
-                    "note": f"product switch to {payload['product']}",
-                    "switched_to_checkout_session": str(payload.get("checkout_session_id") or ""),
-                },
+        return _refund(
+            ports,
+            row,
+            original,
+            idempotency_key=switch_refund_idempotency_key(original),
+            reason="requested_by_customer",
+            metadata={
+                "note": f"product switch to {payload['product']}",
+                "switched_to_checkout_session": str(payload.get("checkout_session_id") or ""),
+            },
+        )
+    if kind == "duplicate_refund":
+        payment_intent = payload.get("payment_intent")
+        if not payment_intent:
+            raise DispatchFailed(
+                "the duplicate payment has no payment intent yet", code="payment_intent_unknown"
             )
-        except PaymentsError as exc:
-            if exc.code != "already_fully_refunded":
-                raise
-            # Refunded another way meanwhile (an admin, the Dashboard): nothing left to return,
-            # and retrying until the dead-letter queue would only raise a false alarm.
-            logger.warning(
-                "switch refund skipped: original already refunded",
-                extra={"payment_intent": original, "outbox_id": row["id"]},
-            )
-            return {"already_refunded": True}
-        return {
-            "refund_id": refund.id,
-            "amount": refund.amount,
-            "currency": refund.currency,
-            "status": refund.status,
-        }
+        return _refund(
+            ports,
+            row,
+            str(payment_intent),
+            idempotency_key=duplicate_refund_idempotency_key(str(payment_intent)),
+            reason="duplicate",
+            metadata=_duplicate_metadata(payload),
+        )
+    if kind == "duplicate_subscription":
+        return _undo_duplicate_subscription(row, ports)
     raise DispatchFailed(f"unknown outbox kind {kind}", code="unknown_outbox_kind")
+
+
+def _duplicate_metadata(payload: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "note": f"automatic refund: {payload.get('product')} already held",
+        "checkout_session": str(payload.get("checkout_session_id") or ""),
+    }
+
+
+def _refund(
+    ports: WorkerPorts,
+    row: Mapping[str, Any],
+    payment_intent: str,
+    *,
+    idempotency_key: str,
+    reason: Literal["duplicate", "requested_by_customer"],
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    """A full refund the service issues on its own; a payment already refunded another way
+    (an admin, the Dashboard) leaves nothing to return, which is not a failure."""
+    try:
+        refund = ports.refunds().create_refund(
+            payment_intent, idempotency_key=idempotency_key, reason=reason, metadata=metadata
+        )
+    except PaymentsError as exc:
+        if exc.code != "already_fully_refunded":
+            raise
+        # Retrying until the dead-letter queue would only raise a false alarm.
+        logger.warning(
+            "automatic refund skipped: payment already refunded",
+            extra={"payment_intent": payment_intent, "outbox_id": row["id"], "kind": row["kind"]},
+        )
+        return {"already_refunded": True, "payment_intent": payment_intent}
+    return {
+        "refund_id": refund.id,
+        "payment_intent": payment_intent,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "status": refund.status,
+    }
+
+
+def _undo_duplicate_subscription(row: Mapping[str, Any], ports: WorkerPorts) -> dict[str, Any]:
+    """Cancel a second live subscription at once and refund its first payment in full."""
+    payload = row["payload"]
+    subscription = payload.get("subscription")
+    if not subscription:
+        raise DispatchFailed(
+            "the duplicate subscription is not known yet", code="subscription_unknown"
+        )
+    stripe = ports.refunds()
+    stripe.cancel_subscription_now(str(subscription), f"duplicate-cancel:{subscription}")
+    payment_intent = stripe.subscription_payment_intent(str(subscription))
+    if payment_intent is None:
+        # Nothing was charged (a free first period): cancelling was all there was to undo.
+        return {}
+    return _refund(
+        ports,
+        row,
+        payment_intent,
+        idempotency_key=duplicate_refund_idempotency_key(payment_intent),
+        reason="duplicate",
+        metadata=_duplicate_metadata(payload),
+    )

@@ -2,7 +2,7 @@
 
 Pure: no I/O and no SDK. ``parse_event`` checks that a queued message is a Stripe event;
 ``interpret_event`` turns it into an :class:`EventEffect`, the arguments of
-``public.process_stripe_event`` (supabase/migrations/20261126000500_webhook_events.sql), which
+``public.process_stripe_event`` (its current body: supabase/migrations/FUNCTIONS.md), which
 claims the event id and applies the effect in one transaction. The payload is the object as it
 was when the event was created; ordering and duplicates are the SQL function's business.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -20,13 +20,14 @@ from payments.errors import InvalidRequest
 
 Action = Literal[
     "checkout_session",
-    "subscription_checkout",
     "payment_intent",
     "refund",
     "charge_refunded",
     "dispute",
     "subscription",
+    "invoice",
     "ignore",
+    "refuse",
 ]
 
 # Keys of metadata we copy into payment_logs: ids and product names only, never personal data.
@@ -48,6 +49,8 @@ class StripeEvent:
     created: int
     object: Mapping[str, Any]
     previous_attributes: Mapping[str, Any] = field(default_factory=dict)
+    # Whether Stripe sent it in live mode (None: the payload did not say).
+    livemode: bool | None = None
 
     @property
     def created_at(self) -> str:
@@ -106,25 +109,49 @@ def event_from_dict(raw: object) -> StripeEvent:
     if not isinstance(obj, dict):
         raise MalformedEvent("The event has no data.object.")
     previous = data.get("previous_attributes") if isinstance(data, dict) else None
+    livemode = raw.get("livemode")
     return StripeEvent(
         id=event_id,
         type=event_type,
         created=created,
         object=obj,
         previous_attributes=previous if isinstance(previous, dict) else {},
+        livemode=livemode if isinstance(livemode, bool) else None,
     )
 
 
-def interpret_event(event: StripeEvent) -> EventEffect:
-    """The effect of ``event``; types we do not handle are acknowledged and ignored."""
+def interpret_event(event: StripeEvent, *, allow_repeat_purchases: bool = False) -> EventEffect:
+    """The effect of ``event``; types we do not handle are acknowledged and ignored.
+
+    Raises ``MalformedEvent`` for an event of a handled type that lacks what its type always
+    carries (the object's id, a subscription's customer): applying it could only go wrong, and
+    retrying it cannot help. ``allow_repeat_purchases`` lets a member pay again for a one-time
+    track they hold (``ALLOW_REPEAT_PURCHASES``) instead of being refunded as a duplicate.
+    """
     handler = _HANDLERS.get(event.type)
     if handler is None:
         return EventEffect(event, "ignore", _str(event.object.get("id")))
-    return handler(event)
+    if _str(event.object.get("id")) is None:
+        raise MalformedEvent(f"A {event.type} event without data.object.id.")
+    effect = handler(event)
+    data = {**effect.data, "object_created": _timestamp(event.object.get("created"))}
+    if effect.action in ("checkout_session", "payment_intent"):
+        data["allow_repeat"] = allow_repeat_purchases
+    return replace(effect, data=data)
+
+
+def refused_effect(event: StripeEvent, reason: str) -> EventEffect:
+    """What to record of an event the worker will never apply: claimed once as refused."""
+    return EventEffect(event, "refuse", _str(event.object.get("id")), data={"reason": reason})
 
 
 def is_handled(event_type: str) -> bool:
     return event_type in _HANDLERS
+
+
+def handled_event_types() -> tuple[str, ...]:
+    """Every event type the worker acts on: what a Stripe webhook endpoint must send."""
+    return tuple(sorted(_HANDLERS))
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -182,29 +209,14 @@ def _checkout_session(event: StripeEvent) -> EventEffect:
     customer = _id(session.get("customer"))
     payment_status = _str(session.get("payment_status"))
     amount, currency = _int(session.get("amount_total")), _str(session.get("currency"))
-    if session.get("mode") == "subscription":
-        return EventEffect(
-            event,
-            "subscription_checkout",
-            session_id,
-            data={"member_id": member_id, "customer": customer},
-            log={
-                "user_id": member_id,
-                "amount": amount,
-                "currency": currency,
-                "status": payment_status,
-                "customer": customer,
-                "metadata": _logged_metadata(
-                    session, mode="subscription", subscription=_id(session.get("subscription"))
-                ),
-            },
-        )
+    mode = "subscription" if session.get("mode") == "subscription" else "payment"
     if event.type == "checkout.session.completed":
         # Delayed methods (bank debits) complete unpaid; the async_payment_* event settles it.
         target = "paid" if payment_status in ("paid", "no_payment_required") else "processing"
     else:
         target = _SESSION_TARGET[event.type]
     payment_intent = _id(session.get("payment_intent"))
+    subscription = _id(session.get("subscription"))
     metadata = _metadata(session)
     return EventEffect(
         event,
@@ -212,7 +224,9 @@ def _checkout_session(event: StripeEvent) -> EventEffect:
         session_id,
         data={
             "checkout_session_id": session_id,
+            "mode": mode,
             "payment_intent": payment_intent,
+            "subscription": subscription,
             "member_id": member_id,
             "customer": customer,
             "product": _str(metadata.get("product")),
@@ -227,7 +241,9 @@ def _checkout_session(event: StripeEvent) -> EventEffect:
             "currency": currency,
             "status": target,
             "customer": customer,
-            "metadata": _logged_metadata(session, mode="payment", payment_intent=payment_intent),
+            "metadata": _logged_metadata(
+                session, mode=mode, payment_intent=payment_intent, subscription=subscription
+            ),
         },
     )
 
@@ -246,7 +262,11 @@ def _payment_intent(event: StripeEvent) -> EventEffect:
         event,
         "payment_intent",
         intent_id,
-        data={"payment_intent": intent_id, "target_status": "paid" if succeeded else "failed"},
+        data={
+            "payment_intent": intent_id,
+            "member_id": _member_id(intent),
+            "target_status": "paid" if succeeded else "failed",
+        },
         log={
             "user_id": _member_id(intent),
             "amount": amount if amount is not None else _int(intent.get("amount")),
@@ -412,6 +432,8 @@ def _subscription(event: StripeEvent) -> EventEffect:
     product = subscription_product(subscription)
     member_id = _member_id(subscription)
     customer = _id(subscription.get("customer"))
+    if customer is None:
+        raise MalformedEvent(f"A {event.type} event whose subscription has no customer.")
     quantity = _int(item.get("quantity")) or 1
     unit_amount = _int(price.get("unit_amount"))
     return EventEffect(
@@ -446,6 +468,101 @@ def _subscription(event: StripeEvent) -> EventEffect:
     )
 
 
+# --- invoice.* ----------------------------------------------------------------------------
+
+
+def invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
+    """The subscription an invoice bills (``parent.subscription_details`` since 2025-03-31)."""
+    parent = invoice.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+    if isinstance(details, Mapping) and _id(details.get("subscription")):
+        return _id(details.get("subscription"))
+    return _id(invoice.get("subscription"))
+
+
+def _invoice_member(invoice: Mapping[str, Any]) -> str | None:
+    parent = invoice.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+    metadata = details.get("metadata") if isinstance(details, Mapping) else None
+    if isinstance(metadata, Mapping) and _str(metadata.get("member_id")):
+        return _str(metadata.get("member_id"))
+    return _member_id(invoice)
+
+
+def _invoice_payment_intent(invoice: Mapping[str, Any]) -> str | None:
+    """The payment intent that paid the invoice, when the payload lists its payments."""
+    payments = invoice.get("payments")
+    data = payments.get("data") if isinstance(payments, Mapping) else None
+    for entry in data if isinstance(data, list) else []:
+        payment = entry.get("payment") if isinstance(entry, Mapping) else None
+        if isinstance(payment, Mapping) and _id(payment.get("payment_intent")):
+            return _id(payment.get("payment_intent"))
+    return None
+
+
+def _invoice(event: StripeEvent) -> EventEffect:
+    """invoice.paid / invoice.payment_failed of a subscription: a renewal, or a failed one.
+
+    The plan is named by the subscription (re-read from Stripe by the worker, which also brings
+    its status, ``past_due`` after a failed renewal) or by our subscriptions table.
+    """
+    invoice = event.object
+    invoice_id = _str(invoice.get("id"))
+    subscription = invoice_subscription(invoice)
+    failed = event.type == "invoice.payment_failed"
+    amount_paid, amount_due = _int(invoice.get("amount_paid")), _int(invoice.get("amount_due"))
+    currency, customer = _str(invoice.get("currency")), _id(invoice.get("customer"))
+    member_id = _invoice_member(invoice)
+    data: dict[str, Any] = {
+        "invoice_id": invoice_id,
+        "subscription_id": subscription,
+        "customer": customer,
+        "member_id": member_id,
+        "payment_intent": _invoice_payment_intent(invoice),
+        "amount_due": amount_due,
+        "amount_paid": amount_paid,
+        "currency": currency,
+        "status": _str(invoice.get("status")),
+        "billing_reason": _str(invoice.get("billing_reason")),
+        "attempt_count": _int(invoice.get("attempt_count")),
+        "next_payment_attempt": _timestamp(invoice.get("next_payment_attempt")),
+    }
+    return EventEffect(
+        event,
+        "invoice",
+        invoice_id,
+        data=data,
+        log={
+            "user_id": member_id,
+            "amount": amount_due if failed else amount_paid,
+            "currency": currency,
+            "status": "payment_failed" if failed else "paid",
+            "customer": customer,
+            "metadata": _logged_metadata(
+                invoice,
+                subscription=subscription,
+                billing_reason=data["billing_reason"],
+                attempt_count=data["attempt_count"] if failed else None,
+            ),
+        },
+    )
+
+
+def with_subscription_state(effect: EventEffect, subscription: Mapping[str, Any]) -> EventEffect:
+    """An invoice effect that also applies its subscription as Stripe holds it now (a failed
+    renewal moves it to ``past_due``), and names the plan by the subscription's price."""
+    state = _subscription(replace(effect.event, object=subscription)).data
+    product = state.get("product")
+    created = _timestamp(subscription.get("created"))
+    data = {**effect.data, "subscription_state": {**state, "object_created": created}}
+    if product:
+        data["product"] = product
+    log = dict(effect.log)
+    if product:
+        log["metadata"] = {**log.get("metadata", {}), "product": product}
+    return replace(effect, data=data, log=log)
+
+
 _HANDLERS: dict[str, Callable[[StripeEvent], EventEffect]] = {
     "checkout.session.completed": _checkout_session,
     "checkout.session.async_payment_succeeded": _checkout_session,
@@ -457,11 +574,17 @@ _HANDLERS: dict[str, Callable[[StripeEvent], EventEffect]] = {
     "refund.created": _refund,
     "refund.updated": _refund,
     "refund.failed": _refund,
+    "charge.refund.updated": _refund,
     "charge.dispute.created": _dispute,
+    "charge.dispute.updated": _dispute,
+    "charge.dispute.funds_withdrawn": _dispute,
+    "charge.dispute.funds_reinstated": _dispute,
     "charge.dispute.closed": _dispute,
     "customer.subscription.created": _subscription,
     "customer.subscription.updated": _subscription,
     "customer.subscription.deleted": _subscription,
     "customer.subscription.paused": _subscription,
     "customer.subscription.resumed": _subscription,
+    "invoice.paid": _invoice,
+    "invoice.payment_failed": _invoice,
 }

@@ -201,7 +201,7 @@ def test_signed_deliveries_flow_from_stripe_to_make_once(
         db, "select status from purchases where checkout_session_id = %s", session.id
     )
     assert status == "paid"
-    assert [p["idempotency_key"] for p in make_receiver.received] == [completed["id"]]
+    assert [p["idempotency_key"] for p in make_receiver.received] == [f"add_project:{session.id}"]
     ports.store.close()  # type: ignore[attr-defined]
 
 

@@ -3,6 +3,7 @@ Make.com dispatch and partial batch failures."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -83,16 +84,21 @@ def test_a_paid_session_records_the_purchase_logs_it_and_triggers_make_once(
     )
     assert (log["stripe_event_id"], log["stripe_object_id"]) == (completed["id"], session["id"])
     assert "example@example.com" not in json.dumps(log)
-    # ... and Make.com received the add_project dispatch, keyed by the event id
+    # ... and Make.com received the add_project dispatch, keyed by the purchase it starts
     assert make_receiver.received == [
         {
-            "idempotency_key": completed["id"],
+            "kind": "add_project",
+            "idempotency_key": f"add_project:{session['id']}",
             "member_id": f.MEMBER,
             "product": "website_audit_feedback",
+            "product_name": "Website Audit & Feedback",
+            "mode": "payment",
+            "interval": None,
             "amount": 7900,
             "currency": "usd",
             "checkout_session_id": session["id"],
             "payment_intent": session["payment_intent"],
+            "subscription": None,
         }
     ]
     assert rows(db, "select kind, status from outbox") == [("add_project", "sent")]
@@ -114,9 +120,11 @@ def test_an_unpaid_completed_session_is_processing_until_the_async_payment_succe
     )
     run(ports, settled)
 
-    # Then the purchase is paid and Make.com is called once, with that event's id
+    # Then the purchase is paid and Make.com is called once, for that purchase
     assert purchase(db, session["id"])["status"] == "paid"
-    assert [p["idempotency_key"] for p in make_receiver.received] == [settled["id"]]
+    assert [p["idempotency_key"] for p in make_receiver.received] == [
+        f"add_project:{session['id']}"
+    ]
 
 
 def test_a_failed_async_payment_marks_the_purchase_failed_without_make(
@@ -200,7 +208,7 @@ def test_payment_intent_events_settle_the_purchase_they_paid(
     # Then one is paid (and dispatched to Make.com), the other failed; both are logged
     assert purchase(db, good["id"])["status"] == "paid"
     assert purchase(db, bad["id"])["status"] == "failed"
-    assert [p["idempotency_key"] for p in make_receiver.received] == [succeeded["id"]]
+    assert [p["checkout_session_id"] for p in make_receiver.received] == [good["id"]]
     by_type = {log["event_type"]: log for log in logs(db)}
     assert by_type["payment_intent.succeeded"]["user_id"] == f.MEMBER
     assert by_type["payment_intent.payment_failed"]["metadata"]["failure_code"] == "card_declined"
@@ -518,7 +526,7 @@ def test_a_database_outage_fails_the_whole_batch_and_loses_nothing(
     real.store.close()  # type: ignore[attr-defined]
 
 
-def test_a_malformed_message_is_reported_with_its_reason_and_does_not_block_the_batch(
+def test_a_malformed_message_is_dropped_once_with_its_reason_and_does_not_block_the_batch(
     db: str, ports: WorkerPorts, log_lines: Callable[[], str]
 ) -> None:
     # Given a batch with a body that is not JSON, one that is not an event, and a good event
@@ -534,14 +542,52 @@ def test_a_malformed_message_is_reported_with_its_reason_and_does_not_block_the_
     # When it is processed
     response = worker_app.handle_batch(batch, context(), ports)
 
-    # Then both bad messages are failures with their reason logged, and the event took effect
-    failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
-    assert failed == {batch["Records"][0]["messageId"], batch["Records"][1]["messageId"]}
+    # Then the bad messages are acknowledged (a retry cannot fix them) with their reason
+    # logged as an error, and the event took effect
+    assert response["batchItemFailures"] == []
     assert ledger(db) == {good["id"]: "applied"}
     output = log_lines()
-    assert output.count("malformed_event") == 2
+    assert output.count("unreadable stripe event message dropped") == 2
     assert "The payload is not JSON." in output
     assert "{not json" not in output
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload"),
+    [
+        ("checkout.session.completed", {"object": "checkout.session"}),
+        ("charge.refunded", {"object": "charge", "amount_refunded": 100}),
+        ("customer.subscription.updated", {"id": "sub_x", "object": "subscription"}),
+    ],
+)
+def test_an_event_missing_what_its_type_always_carries_is_refused_once(
+    db: str, ports: WorkerPorts, event_type: str, payload: dict[str, Any]
+) -> None:
+    # Given an event without data.object.id, or a subscription without a customer
+    event = f.event(event_type, payload)
+    # When it is delivered, then redelivered
+    assert run(ports, event) == []
+    assert run(ports, event) == []
+    # Then it is recorded once as refused, changes nothing, and never goes back to the queue
+    assert ledger(db) == {event["id"]: "refused"}
+    assert rows(db, "select count(*) from payment_logs") == [(0,)]
+    assert rows(db, "select count(*) from purchases") == [(0,)]
+
+
+def test_an_event_of_the_other_stripe_mode_is_refused(
+    db: str, make_receiver: MakeReceiverServer
+) -> None:
+    # Given a worker holding a test-mode key, and a live-mode event (a misconfigured endpoint)
+    worker = make_ports(db, make_receiver)
+    test_mode = dataclasses.replace(worker, livemode=False)
+    event = {**f.event("checkout.session.completed", f.checkout_session()), "livemode": True}
+    # When it is delivered
+    assert run(test_mode, event) == []
+    # Then nothing takes effect and nothing reaches Make.com
+    assert ledger(db) == {event["id"]: "refused"}
+    assert rows(db, "select count(*) from purchases") == [(0,)]
+    assert make_receiver.received == []
+    worker.store.close()  # type: ignore[attr-defined]
 
 
 def test_the_sample_sqs_event_is_processed(

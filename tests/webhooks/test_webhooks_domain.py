@@ -61,7 +61,7 @@ def test_a_deleted_subscription_is_canceled_whatever_its_payload_says() -> None:
 
 
 def test_an_unknown_event_type_is_ignored() -> None:
-    effect = interpret_event(event_from_dict(f.event("invoice.paid", {"id": "in_1"})))
+    effect = interpret_event(event_from_dict(f.event("invoice.finalized", {"id": "in_1"})))
 
     assert (effect.action, effect.object_id) == ("ignore", "in_1")
 

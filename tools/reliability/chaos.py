@@ -91,7 +91,16 @@ ACTION_KINDS = (
 )
 SUBSCRIPTION_KINDS = frozenset(k for k in ACTION_KINDS if k.startswith("sub"))
 # Purchases that were paid, whatever happened to them afterwards.
-PAID_STATUSES = ("paid", "partially_refunded", "refunded", "disputed", "switched")
+PAID_STATUSES = (
+    "paid",
+    "partially_refunded",
+    "refunded",
+    "disputed",
+    "dispute_lost",
+    "switched",
+)
+# Paid purchases the member still holds: each must have reached Make.com once.
+HELD_STATUSES = ("paid", "partially_refunded", "switched")
 COUNTED_REFUND_STATUSES = ("succeeded", "pending", "requires_action")
 
 
@@ -186,6 +195,9 @@ class Counts:
     switch_refunds: int = 0
     subscriptions_checked: int = 0
     purchases_paid: int = 0
+    # Paid purchases the service decided to fulfil (not refunded or disputed before their
+    # completion arrived, not duplicates): each must reach Make.com exactly once.
+    purchases_fulfilled: int = 0
 
     @property
     def faults(self) -> int:
@@ -247,6 +259,7 @@ class ChaosReport:
                 "total": c.faults,
             },
             "purchases_paid": c.purchases_paid,
+            "purchases_fulfilled": c.purchases_fulfilled,
             "make_dispatches": c.make_dispatches,
             "switch_refunds": c.switch_refunds,
             "subscriptions_checked": c.subscriptions_checked,
@@ -901,22 +914,32 @@ class ChaosRun:
         report.counts.make_dispatches = sum(accepted.values())
         paid_sessions = {p.session_id for p in journey.purchases if p.paid}
         report.counts.purchases_paid = len(paid_sessions)
-        stored = dict(
-            self._rows(
-                "select checkout_session_id, status from purchases"
+        stored = {
+            session: (status, duplicate)
+            for session, status, duplicate in self._rows(
+                "select checkout_session_id, status, duplicate from purchases"
                 " where checkout_session_id = any(%s)",
                 list(ours),
             )
+        }
+        [(fulfilled,)] = self._rows(
+            "select count(*) from purchases where checkout_session_id = any(%s)"
+            " and fulfilled_at is not null",
+            list(ours),
         )
+        report.counts.purchases_fulfilled = int(fulfilled)
         for session in sorted(ours):
             sent = accepted[session]
+            status, duplicate = stored.get(session, (None, False))
             if session in paid_sessions:
-                if stored.get(session) not in PAID_STATUSES:
-                    report.state_mismatches.append(
-                        f"{session} paid on Stripe, {stored.get(session)} here"
-                    )
-                if sent == 0:
+                if status not in PAID_STATUSES:
+                    report.state_mismatches.append(f"{session} paid on Stripe, {status} here")
+                # A purchase still held is fulfilled once; one refunded or disputed before
+                # its completion arrived, or a duplicate refunded automatically, is not.
+                if sent == 0 and status in HELD_STATUSES and not duplicate:
                     report.lost_effects.append(f"no add_project for paid {session}")
+                if sent and duplicate:
+                    report.double_effects.append(f"add_project for duplicate {session}")
             elif sent:
                 report.double_effects.append(f"add_project for unpaid {session}")
             if sent > 1:

@@ -204,24 +204,29 @@ class StripeService:
         *,
         mode: Literal["payment", "subscription"],
         price_id: str,
-        customer_id: str,
+        customer_id: str | None,
         member_id: str,
         metadata: dict[str, str],
         success_url: str,
         cancel_url: str,
         idempotency_key: str,
     ) -> CheckoutSession:
+        """A hosted Checkout Session; without ``customer_id``, Checkout creates the customer
+        (the worker maps it to the member when the session completes)."""
         params: stripe.params.checkout.SessionCreateParams = {
             "mode": mode,
             "line_items": [{"price": price_id, "quantity": 1}],
-            "customer": customer_id,
             "client_reference_id": member_id,
             "metadata": metadata,
             "success_url": success_url,
             "cancel_url": cancel_url,
         }
+        if customer_id is not None:
+            params["customer"] = customer_id
         if mode == "payment":
             params["payment_intent_data"] = {"metadata": metadata}
+            if customer_id is None:
+                params["customer_creation"] = "always"
         else:
             params["subscription_data"] = {"metadata": metadata}
         session = self.call(
@@ -230,7 +235,16 @@ class StripeService:
                 params=params, options={"idempotency_key": idempotency_key}
             ),
         )
-        return CheckoutSession(id=session.id, url=session.url)
+        return CheckoutSession(id=session.id, url=session.url, expires_at=session.expires_at)
+
+    def expire_checkout_session(self, session_id: str, idempotency_key: str) -> None:
+        """Close an open session so that it can no longer be paid."""
+        self.call(
+            "checkout.sessions.expire",
+            lambda: self.client.v1.checkout.sessions.expire(
+                session_id, options={"idempotency_key": idempotency_key}
+            ),
+        )
 
     # --- refunds ----------------------------------------------------------------------------
 
@@ -297,6 +311,43 @@ class StripeService:
         )
         current: dict[str, Any] = subscription.to_dict(recursive=True)
         return current
+
+    def cancel_subscription_now(self, subscription_id: str, idempotency_key: str) -> None:
+        """Cancel at once (no proration credit); a subscription already ended stays so."""
+        current = self.call(
+            "subscriptions.retrieve",
+            lambda: self.client.v1.subscriptions.retrieve(subscription_id),
+        )
+        if current.status in ("canceled", "incomplete_expired"):
+            return
+        self.call(
+            "subscriptions.cancel",
+            lambda: self.client.v1.subscriptions.cancel(
+                subscription_id, options={"idempotency_key": idempotency_key}
+            ),
+        )
+
+    def subscription_payment_intent(self, subscription_id: str) -> str | None:
+        """The payment intent that paid the subscription's latest invoice, if one did."""
+        subscription = self.call(
+            "subscriptions.retrieve",
+            lambda: self.client.v1.subscriptions.retrieve(subscription_id),
+        )
+        invoice_id = subscription.latest_invoice
+        if not isinstance(invoice_id, str):
+            invoice_id = invoice_id.id if invoice_id is not None else None
+        if invoice_id is None:
+            return None
+        params: stripe.params.InvoiceRetrieveParams = {"expand": ["payments"]}
+        invoice = self.call(
+            "invoices.retrieve",
+            lambda: self.client.v1.invoices.retrieve(invoice_id, params=params),
+        )
+        for payment in invoice.payments.data if invoice.payments else []:
+            intent = payment.payment.payment_intent
+            if intent is not None:
+                return intent if isinstance(intent, str) else intent.id
+        return None
 
     def raw(self) -> Any:
         """The underlying client, for adapters of later features that need more endpoints."""
