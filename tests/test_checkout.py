@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import psycopg
 import pytest
 
@@ -17,8 +15,9 @@ from payments.checkout import (
     CheckoutUrls,
     PriceResolver,
     PricingUnavailable,
+    SubscriptionExists,
+    SwitchInProgress,
     checkout_idempotency_key,
-    ensure_customer,
     start_checkout,
 )
 from payments.models import StripePrice
@@ -82,7 +81,7 @@ def test_a_double_click_returns_the_same_session_and_logs_once(
     deps = make_deps(store, stripe)
     first = start_checkout(deps, ALICE, "website_audit_feedback", now=1000)
     second = start_checkout(deps, ALICE, "website_audit_feedback", now=1001)
-    assert first == second
+    assert (first.id, first.url) == (second.id, second.url)
     assert len(stripe.sessions) == 1
     with psycopg.connect(db) as conn:
         assert conn.execute("select count(*) from payment_logs").fetchone() == (1,)
@@ -97,33 +96,95 @@ def test_the_client_key_separates_deliberate_purchases() -> None:
         checkout_idempotency_key("mem_a", "p", "x" * 201, now=0)
 
 
-def test_the_customer_is_created_once_and_reused(store: PostgresStore) -> None:
+def test_a_member_stripe_does_not_know_yet_gets_no_customer_on_the_click(
+    store: PostgresStore, db: str
+) -> None:
+    # Given a member without a Stripe customer, when they start a checkout
     stripe = FakeStripeGateway(catalog_prices())
-    deps = make_deps(store, stripe, allow_repeat_purchases=True)
-    start_checkout(deps, ALICE, "business_plan_builder", client_key="a")
-    start_checkout(deps, ALICE, "website_audit_feedback", client_key="b")
-    assert len(stripe.customers) == 1
-    customers = {s["customer_id"] for s in stripe.sessions.values()}
-    assert customers == set(stripe.customers)
-
-
-def test_racing_requests_store_one_customer_mapping(database_url: str, db: str) -> None:
-    stripe = FakeStripeGateway(catalog_prices())
-    results: list[str] = []
-
-    def run() -> None:
-        own = PostgresStore(db)
-        results.append(ensure_customer("mem_race", stripe, own))
-        own.close()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(set(results)) == 1
+    session = start_checkout(make_deps(store, stripe), ALICE, "business_plan_builder")
+    # Then Checkout is left to create the customer (the worker maps it at completion)
+    assert stripe.sessions[session.id]["customer_id"] is None
+    # And once the mapping exists, the next checkout uses it
     with psycopg.connect(db) as conn:
-        assert conn.execute("select count(*) from customers").fetchone() == (1,)
+        conn.execute("insert into customers values ('mem_alice', 'cus_alice')")
+    again = start_checkout(make_deps(store, stripe), ALICE, "website_audit_feedback")
+    assert stripe.sessions[again.id]["customer_id"] == "cus_alice"
+
+
+def test_a_second_tab_gets_the_session_already_open_instead_of_a_new_one(
+    store: PostgresStore, db: str
+) -> None:
+    # Given a session opened in one tab (the embed sends a new Idempotency-Key per click)
+    stripe = FakeStripeGateway(catalog_prices())
+    deps = make_deps(store, stripe)
+    first = start_checkout(deps, ALICE, "business_plan_builder", client_key="tab-1")
+    # When the member clicks Buy again in another tab
+    second = start_checkout(deps, ALICE, "business_plan_builder", client_key="tab-2")
+    # Then they get the same session: one session to pay, one row, one log line
+    assert (second.id, second.url) == (first.id, first.url)
+    assert len(stripe.sessions) == 1
+    with psycopg.connect(db) as conn:
+        assert conn.execute("select count(*) from purchases").fetchone() == (1,)
+
+
+def test_a_session_close_to_its_expiry_is_not_handed_out_again(
+    store: PostgresStore, db: str
+) -> None:
+    stripe = FakeStripeGateway(catalog_prices())
+    deps = make_deps(store, stripe)
+    first = start_checkout(deps, ALICE, "business_plan_builder", client_key="tab-1")
+    with psycopg.connect(db) as conn:
+        conn.execute("update purchases set expires_at = now() + interval '5 minutes'")
+    second = start_checkout(deps, ALICE, "business_plan_builder", client_key="tab-2")
+    assert second.id != first.id
+
+
+def test_a_subscription_checkout_expires_the_open_one_for_another_plan(
+    store: PostgresStore, db: str
+) -> None:
+    # Given an open checkout for one plan
+    stripe = FakeStripeGateway(catalog_prices())
+    deps = make_deps(store, stripe)
+    growth = start_checkout(deps, ALICE, "growth_monthly", mode="subscription", client_key="g")
+    # When the member starts one for the other plan
+    start_checkout(deps, ALICE, "scale_monthly", mode="subscription", client_key="s")
+    # Then the first is expired at Stripe and in our table: only one can be paid
+    assert stripe.expired == [growth.id]
+    with psycopg.connect(db) as conn:
+        status = conn.execute(
+            "select payment_status from purchases where checkout_session_id = %s", (growth.id,)
+        ).fetchone()
+    assert status == ("expired",)
+
+
+def test_a_member_with_a_live_subscription_cannot_start_another(
+    store: PostgresStore, db: str
+) -> None:
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "insert into subscriptions (id, member_id, stripe_customer_id, product, status,"
+            " state_as_of) values ('sub_1', 'mem_alice', 'cus_1', 'growth_monthly', 'active',"
+            " now())"
+        )
+    deps = make_deps(store, FakeStripeGateway(catalog_prices()))
+    with pytest.raises(SubscriptionExists):
+        start_checkout(deps, ALICE, "scale_monthly", mode="subscription")
+
+
+def test_a_purchase_already_switched_cannot_be_switched_again(
+    store: PostgresStore, db: str
+) -> None:
+    # Given a paid switch away from pi_original
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "insert into purchases (checkout_session_id, member_id, product, amount, currency,"
+            " status, payment_status, switch_from) values ('cs_switch', 'mem_alice',"
+            " 'website_audit_feedback', 7900, 'usd', 'paid', 'paid', 'pi_original')"
+        )
+    deps = make_deps(store, FakeStripeGateway(catalog_prices()))
+    # When a second switch of the same original starts, then it is refused up front
+    with pytest.raises(SwitchInProgress):
+        start_checkout(deps, ALICE, "social_media_email_campaign", switch_from="pi_original")
 
 
 @pytest.mark.parametrize(
@@ -173,7 +234,7 @@ def test_an_owned_track_is_not_sold_twice(store: PostgresStore, db: str) -> None
     deps = make_deps(store, stripe)
     start_checkout(deps, ALICE, "business_plan_builder", client_key="first")
     with psycopg.connect(db) as conn:
-        conn.execute("update purchases set status = 'paid'")
+        conn.execute("update purchases set status = 'paid', payment_status = 'paid'")
     with pytest.raises(AlreadyPurchased):
         start_checkout(deps, ALICE, "business_plan_builder", client_key="second")
     # Unless the business allows it

@@ -2,8 +2,19 @@
 
 Rules: never show one price and charge another (the Stripe price behind each product is
 checked against the catalog before selling), never create two sessions for one click (the
-idempotency key comes from the member, the product and the client's key), and always tell the
-member what to do next (errors carry a message for a person).
+idempotency key comes from the member, the product and the client's key), never open a second
+session for what the member already has open (the open one is returned again, and one it would
+compete with is expired), and always tell the member what to do next (errors carry a message
+for a person).
+
+These checks spare the member a payment that would be refunded; they are not what guarantees
+"one paid purchase per track": two tabs can still race past them, and the worker, where the
+money actually arrives, refunds a duplicate payment in full (docs/reliability.md).
+
+The click costs one database round trip before Stripe (``checkout_context``), the session
+create, and one after (``record_checkout_session``). A member Stripe does not know yet gets no
+customer search or create on the click: Checkout creates the customer and the worker maps it
+when the session completes.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal, Protocol
 
@@ -40,25 +52,33 @@ class AlreadyPurchased(errors.Conflict):
     default_message = "You already own this product. Check your purchases before buying again."
 
 
+class SubscriptionExists(errors.Conflict):
+    code = "subscription_exists"
+    default_message = "You already have a plan. Change it from your subscriptions instead."
+
+
+class SwitchInProgress(errors.Conflict):
+    code = "switch_in_progress"
+    default_message = "This purchase has already been switched to another track."
+
+
 class StripeGateway(Protocol):
     def prices_by_lookup_key(self, lookup_keys: list[str]) -> dict[str, StripePrice]: ...
-
-    def find_customer_by_member(self, member_id: str) -> str | None: ...
-
-    def create_customer(self, member_id: str, idempotency_key: str) -> str: ...
 
     def create_checkout_session(
         self,
         *,
         mode: Literal["payment", "subscription"],
         price_id: str,
-        customer_id: str,
+        customer_id: str | None,
         member_id: str,
         metadata: dict[str, str],
         success_url: str,
         cancel_url: str,
         idempotency_key: str,
     ) -> CheckoutSession: ...
+
+    def expire_checkout_session(self, session_id: str, idempotency_key: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -157,19 +177,6 @@ def checkout_idempotency_key(
     return f"checkout-{digest[:48]}"
 
 
-def ensure_customer(member_id: str, stripe: StripeGateway, store: Store) -> str:
-    """The member's Stripe customer, created once and remembered."""
-    stored = store.call("customer_for_member", p_member_id=member_id)
-    if stored:
-        return str(stored)
-    # The mapping may be lost (restored database): Stripe remembers who the customer is.
-    customer_id = stripe.find_customer_by_member(member_id) or stripe.create_customer(
-        member_id, idempotency_key=f"customer-{hashlib.sha256(member_id.encode()).hexdigest()[:48]}"
-    )
-    saved = store.call("save_customer", p_member_id=member_id, p_stripe_customer_id=customer_id)
-    return str(saved)
-
-
 def session_metadata(
     member: Member, product: Product, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -204,21 +211,42 @@ def start_checkout(
     switch_from: str | None = None,
     now: float | None = None,
 ) -> CheckoutSession:
-    """Create (or return the already created) Checkout Session for this click."""
+    """Create (or return the already created, or the still open) Checkout Session."""
     product = deps.catalog.get(product_id, mode=mode)
+    # Fails fast on a bad client key, before any round trip.
+    request_scope(client_key, 0.0)
+    context = deps.store.call(
+        "checkout_context",
+        p_member_id=member.id,
+        p_product=product.id,
+        p_mode=mode,
+        p_switch_from=switch_from,
+    )
     if (
         mode == "payment"
-        and switch_from is None
-        and not deps.allow_repeat_purchases
-        and deps.store.call("member_owns_product", p_member_id=member.id, p_product=product.id)
+        and context["owned"]
+        and (switch_from is not None or not deps.allow_repeat_purchases)
     ):
         raise AlreadyPurchased()
+    if mode == "subscription" and context["live_subscription"]:
+        raise SubscriptionExists()
+    if switch_from is not None and context.get("switch_paid"):
+        raise SwitchInProgress()
+    reusable = context.get("open_session")
+    if reusable:
+        logger.info(
+            "open checkout session returned again",
+            extra={"member_id": member.id, "session": reusable["id"], "product": product.id},
+        )
+        return CheckoutSession(id=reusable["id"], url=reusable["url"])
+
     price_id = deps.prices.price_id(product)
     metadata = session_metadata(member, product, extra_metadata)
     scope = product.id + (f":{switch_from}" if switch_from else "")
     now = time.time() if now is None else now
+    expired = _expire_competing(deps, member, context.get("stale_sessions") or [])
 
-    def create_session(customer_id: str) -> CheckoutSession:
+    def create_session(customer_id: str | None) -> CheckoutSession:
         return deps.stripe.create_checkout_session(
             mode=mode,
             price_id=price_id,
@@ -229,22 +257,24 @@ def start_checkout(
             cancel_url=deps.urls.cancel,
             # The customer is part of the request: a replaced customer is a new request.
             idempotency_key=checkout_idempotency_key(
-                member.id, f"{scope}:{customer_id}", client_key, now
+                member.id, f"{scope}:{customer_id or 'new'}", client_key, now
             ),
         )
 
-    customer_id = ensure_customer(member.id, deps.stripe, deps.store)
+    customer_id = context.get("customer_id")
     try:
         session = create_session(customer_id)
     except errors.NotFound as exc:
-        if exc.code != STRIPE_CUSTOMER_MISSING:
+        if exc.code != STRIPE_CUSTOMER_MISSING or customer_id is None:
             raise
-        # The stored customer no longer exists in Stripe: forget it and start over once.
+        # The stored customer no longer exists in Stripe: forget it, and let Checkout create
+        # a new one (mapped when the session completes).
         logger.warning(
-            "stripe customer missing, creating a new one", extra={"member_id": member.id}
+            "stripe customer missing, checkout will create a new one",
+            extra={"member_id": member.id},
         )
         deps.store.call("forget_customer", p_member_id=member.id, p_stripe_customer_id=customer_id)
-        session = create_session(ensure_customer(member.id, deps.stripe, deps.store))
+        session = create_session(None)
     deps.store.call(
         "record_checkout_session",
         p_checkout_session_id=session.id,
@@ -254,8 +284,34 @@ def start_checkout(
         p_currency=product.currency,
         p_switch_from=switch_from,
         p_metadata={"product": product.id, "mode": mode},
+        p_mode=mode,
+        p_url=session.url,
+        p_expires_at=_iso(session.expires_at),
+        p_expired_sessions=expired,
     )
     return session
+
+
+def _expire_competing(deps: CheckoutDeps, member: Member, session_ids: list[str]) -> list[str]:
+    """Expire open sessions a new one would compete with (another plan, another switch of the
+    same original); the ids Stripe expired. One that could not be expired is being paid: the
+    worker refunds it if it turns out to duplicate what the member pays for now."""
+    expired = []
+    for session_id in session_ids:
+        try:
+            deps.stripe.expire_checkout_session(session_id, idempotency_key=f"expire-{session_id}")
+        except errors.PaymentsError as exc:
+            logger.warning(
+                "competing checkout session not expired",
+                extra={"member_id": member.id, "session": session_id, "code": exc.code},
+            )
+            continue
+        expired.append(session_id)
+    return expired
+
+
+def _iso(seconds: int | None) -> str | None:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat() if seconds else None
 
 
 @lru_cache(maxsize=1)

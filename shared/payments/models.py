@@ -22,6 +22,7 @@ class StripePrice:
 class CheckoutSession:
     id: str
     url: str | None
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True)

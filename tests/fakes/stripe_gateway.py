@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from payments.models import CheckoutSession, StripePrice
@@ -13,6 +14,7 @@ class FakeStripeGateway:
         self.prices = prices
         self.customers: dict[str, str] = {}  # customer id -> member id
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.expired: list[str] = []
         self._by_key: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self.price_lookups = 0
@@ -21,22 +23,18 @@ class FakeStripeGateway:
         self.price_lookups += 1
         return {k: p for k, p in self.prices.items() if k in lookup_keys}
 
-    def find_customer_by_member(self, member_id: str) -> str | None:
-        return next((c for c, m in self.customers.items() if m == member_id), None)
-
-    def create_customer(self, member_id: str, idempotency_key: str) -> str:
-        if idempotency_key not in self._by_key:
-            customer_id = f"cus_{next(self._ids)}"
-            self.customers[customer_id] = member_id
-            self._by_key[idempotency_key] = customer_id
-        return str(self._by_key[idempotency_key])
-
     def create_checkout_session(self, *, idempotency_key: str, **params: Any) -> CheckoutSession:
         if idempotency_key not in self._by_key:
             session_id = f"cs_test_{next(self._ids)}"
             self.sessions[session_id] = params
             self._by_key[idempotency_key] = CheckoutSession(
-                session_id, f"https://checkout.example/{session_id}"
+                session_id,
+                f"https://checkout.example/{session_id}",
+                # Stripe's default: a day from now.
+                expires_at=int(time.time()) + 86400,
             )
         result: CheckoutSession = self._by_key[idempotency_key]
         return result
+
+    def expire_checkout_session(self, session_id: str, idempotency_key: str) -> None:
+        self.expired.append(session_id)

@@ -163,7 +163,11 @@ def create_session(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             "client_reference_id": params.get("client_reference_id"),
             "currency": currencies.pop(),
             "customer": customer_id,
-            "customer_creation": "if_required" if mode == "payment" and not customer_id else None,
+            "customer_creation": (
+                (params.get("customer_creation") or "if_required")
+                if mode == "payment" and not customer_id
+                else None
+            ),
             "customer_email": params.get("customer_email"),
             "expires_at": expires_at,
             "invoice_creation": {
@@ -323,6 +327,10 @@ def pay(
         intent = store.objects.get(session["payment_intent"] or "") or store.objects.get(
             hidden.get("declined_intent", "")
         )
+        if customer is None and session["customer_creation"] == "always" and outcome != "decline":
+            # Checkout creates the customer of a payment when asked to (customer_creation).
+            customer = catalog.create_customer(store, {"email": email, "name": name})
+            session["customer"] = customer["id"]
         if intent is None:
             pi_data = hidden["payment_intent_data"]
             intent = charges.new_intent(
