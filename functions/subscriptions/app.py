@@ -31,7 +31,6 @@ from payments.subscription_models import (
     ChangeResult,
     MemberSubscriptions,
     PauseBehavior,
-    ProrationBehavior,
     SubscriptionView,
 )
 
@@ -62,17 +61,22 @@ class PreviewChangeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product: PlanId
-    proration_behavior: ProrationBehavior = "create_prorations"
 
 
 class ChangeRequest(BaseModel):
+    # The proration date and behaviour are the service's to decide: a body that names them
+    # is refused (400) rather than silently ignored.
     model_config = ConfigDict(extra="forbid")
 
     product: PlanId
-    proration_behavior: ProrationBehavior = "create_prorations"
-    proration_date: Annotated[
-        int | None,
-        Field(gt=0, description="The proration_date of a preview, to charge what it showed"),
+    quote: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=1024,
+            description="The quote of a preview: the change is billed exactly as it showed. "
+            "Without one, the change is prorated from now.",
+        ),
     ] = None
 
 
@@ -100,8 +104,13 @@ class CheckoutSessionOut(BaseModel):
 
 @lru_cache(maxsize=1)
 def _deps(settings: Settings) -> subscriptions.SubscriptionDeps:
+    secret = settings.plan_quote_secret
     return subscriptions.SubscriptionDeps(
-        checkout=checkout_deps(settings), subscriptions=get_stripe_subscriptions(settings)
+        checkout=checkout_deps(settings),
+        subscriptions=get_stripe_subscriptions(settings),
+        quote_secret=subscriptions.quote_secret(
+            secret.get_secret_value() if secret else None, settings.value("stripe_secret_key")
+        ),
     )
 
 
@@ -137,25 +146,21 @@ def subscribe(body: SubscribeRequest) -> Response[str]:
 
 @app.post(
     "/v1/subscriptions/<subscription_id>/preview-change",
-    summary="What a plan change costs now and at the next renewal (priced by Stripe)",
+    summary="What a plan change costs now and at the next renewal, with a quote to apply it",
     responses=ok_response(ChangePreview, "The proration preview", 200, 401, 404, 409, 502, 503),
 )
 def preview_change(subscription_id: SubscriptionId, body: PreviewChangeRequest) -> Response[str]:
     member = _member()
     preview = subscriptions.preview_change(
-        _deps(get_settings()),
-        member,
-        subscription_id,
-        body.product,
-        proration_behavior=body.proration_behavior,
+        _deps(get_settings()), member, subscription_id, body.product
     )
     return json_response(200, preview.model_dump(mode="json"), NO_STORE)
 
 
 @app.post(
     "/v1/subscriptions/<subscription_id>/change",
-    summary="Move the subscription to another plan (or track), with prorations",
-    responses=ok_response(ChangeResult, "The changed subscription", 200, 401, 404, 409, 422, 502),
+    summary="Move the subscription to another plan at a previewed quote's price, or from now",
+    responses=ok_response(ChangeResult, "The changed subscription", 200, 401, 404, 409, 502),
 )
 def change(subscription_id: SubscriptionId, body: ChangeRequest) -> Response[str]:
     member = _member()
@@ -164,8 +169,7 @@ def change(subscription_id: SubscriptionId, body: ChangeRequest) -> Response[str
         member,
         subscription_id,
         body.product,
-        proration_behavior=body.proration_behavior,
-        proration_date=body.proration_date,
+        quote=body.quote,
         client_key=_client_key(),
     )
     logger.info(

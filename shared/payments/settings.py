@@ -48,8 +48,11 @@ class Settings(BaseSettings):
 
     checkout_success_url: str | None = None
     checkout_cancel_url: str | None = None
-    # A member may buy a one-time track they already own (default: 409 already_purchased).
+    # A member may buy a one-time track they already own (default: 409 already_purchased, and
+    # a payment that gets through anyway is refunded in full by the worker).
     allow_repeat_purchases: bool = False
+    # Signs plan-change quotes; without it, a key derived from STRIPE_SECRET_KEY is used.
+    plan_quote_secret: SecretStr | None = None
     allowed_origins: CommaList = ()
 
     sentry_dsn: SecretStr | None = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 PauseBehavior = Literal["keep_as_draft", "mark_uncollectible", "void"]
@@ -96,13 +96,17 @@ class ChangePreview(BaseModel):
 
     subscription: str
     product: str
-    proration_behavior: ProrationBehavior
+    proration_behavior: ProrationBehavior = Field(description="Decided by the service")
     proration_date: int
     amount_due_now: int
     next_renewal_amount: int
     proration_amount: int
     currency: str
     lines: list[PreviewLineOut]
+    quote: str = Field(
+        description="Opaque and signed: send it back to /change to be billed exactly this"
+    )
+    quote_expires_at: datetime = Field(description="After this, preview again")
 
 
 class MemberSubscriptions(BaseModel):

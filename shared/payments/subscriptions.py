@@ -12,8 +12,14 @@ Rules:
   here: one writer keeps the ``state_as_of`` ordering simple, and an optimistic write stamped
   with our clock could hide a newer Stripe event of the same second. The responses below carry
   Stripe's answer, so the caller sees the new state at once.
-* A plan change is priced by Stripe: the preview returns the ``proration_date`` it used and the
-  change accepts it back, so the member is charged exactly what was shown.
+* A plan change is priced by the server, never by the member. The preview returns, beside
+  Stripe's amounts, a *quote*: an opaque token signed with a server secret (HMAC-SHA256) that
+  binds the member, the subscription, the plan it starts from, the target plan, the proration
+  date and behaviour, and expires after ``QUOTE_TTL_SECONDS``. The change applies a valid
+  quote's date and behaviour, so the member is charged exactly what was shown, or, without a
+  quote, prorates from now. The proration behaviour follows one rule
+  (``proration_behavior_for``, docs/subscriptions.md): an upgrade or an interval change is
+  invoiced at once, a downgrade credits the next invoice.
 * Every Stripe POST carries an idempotency key derived from the member, the subscription, the
   action, its parameters and the client's ``Idempotency-Key`` (or, without one, a short window
   in which identical requests are one click), and every change writes a ``payment_logs`` row.
@@ -21,7 +27,10 @@ Rules:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -54,9 +63,8 @@ from payments.subscription_models import (
 Action = Literal["change", "cancel", "pause", "resume"]
 
 
-class SubscriptionExists(errors.Conflict):
-    code = "subscription_exists"
-    default_message = "You already have this plan. Manage it from your subscriptions."
+# How long a previewed price may be accepted; DESIGN.md caps it at 10 minutes.
+QUOTE_TTL_SECONDS = 600
 
 
 class SubscriptionNotFound(errors.NotFound):
@@ -89,9 +97,12 @@ class NothingToResume(errors.Conflict):
     default_message = "This subscription is neither paused nor set to cancel."
 
 
-class ProrationDateOutOfPeriod(errors.Unprocessable):
-    code = "proration_date_out_of_period"
-    default_message = "proration_date must fall within the subscription's current period."
+class QuoteInvalid(errors.Conflict):
+    code = "quote_invalid"
+    default_message = (
+        "This price quote has expired or no longer matches the subscription. "
+        "Preview the change again."
+    )
 
 
 class ResumesAtInPast(errors.Unprocessable):
@@ -152,6 +163,8 @@ class SubscriptionGateway(Protocol):
 class SubscriptionDeps:
     checkout: CheckoutDeps
     subscriptions: SubscriptionGateway
+    # Signs plan-change quotes; see quote_secret().
+    quote_secret: bytes
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -165,10 +178,9 @@ class SubscriptionDeps:
 def start_subscription(
     deps: SubscriptionDeps, member: Member, product_id: str, *, client_key: str | None = None
 ) -> CheckoutSession:
-    """A Checkout Session in subscription mode for a plan the member does not hold yet."""
+    """A Checkout Session in subscription mode, for a member who holds no live subscription
+    (``SubscriptionExists`` otherwise: one plan at a time, changed with ``change_plan``)."""
     product = deps.checkout.catalog.get(product_id, mode="subscription")
-    if deps.store.call("member_has_live_subscription", p_member_id=member.id, p_product=product.id):
-        raise SubscriptionExists()
     return start_checkout(
         deps.checkout,
         member,
@@ -210,38 +222,140 @@ def owned_subscription(
 # --- plan change ----------------------------------------------------------------------------
 
 
+def quote_secret(configured: str | None, stripe_secret_key: str) -> bytes:
+    """The key that signs quotes: ``PLAN_QUOTE_SECRET`` when set, else one derived from the
+    Stripe secret key (so a deployment needs no extra secret, and rotating the Stripe key
+    voids outstanding quotes, which live ten minutes anyway)."""
+    if configured:
+        return configured.encode()
+    return hmac.new(stripe_secret_key.encode(), b"plan-change-quote/v1", hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a preview priced: only a change of exactly this may use its date and behaviour."""
+
+    member: str
+    subscription: str
+    from_price: str | None
+    product: str
+    proration_date: int
+    behavior: ProrationBehavior
+    expires_at: int
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_quote(secret: bytes, quote: Quote) -> str:
+    body = json.dumps(
+        {
+            "v": 1,
+            "m": quote.member,
+            "s": quote.subscription,
+            "f": quote.from_price,
+            "p": quote.product,
+            "d": quote.proration_date,
+            "b": quote.behavior,
+            "e": quote.expires_at,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+    mac = hmac.new(secret, body, hashlib.sha256).digest()
+    return f"{_b64(body)}.{_b64(mac)}"
+
+
+MAX_QUOTE_LENGTH = 1024
+
+
+def read_quote(secret: bytes, token: str, now: float) -> Quote:
+    """The quote a token carries if we signed it and it has not expired; else ``QuoteInvalid``."""
+    body_part, _, mac_part = token.partition(".")
+    if not body_part or not mac_part or len(token) > MAX_QUOTE_LENGTH:
+        raise QuoteInvalid()
+    try:
+        body, mac = _unb64(body_part), _unb64(mac_part)
+    except (binascii.Error, ValueError):
+        raise QuoteInvalid() from None
+    if not hmac.compare_digest(mac, hmac.new(secret, body, hashlib.sha256).digest()):
+        raise QuoteInvalid()
+    try:
+        raw = json.loads(body)
+        quote = Quote(
+            member=str(raw["m"]),
+            subscription=str(raw["s"]),
+            from_price=raw["f"],
+            product=str(raw["p"]),
+            proration_date=int(raw["d"]),
+            behavior=raw["b"],
+            expires_at=int(raw["e"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise QuoteInvalid() from None
+    if raw.get("v") != 1 or quote.expires_at <= now:
+        raise QuoteInvalid()
+    return quote
+
+
+def proration_behavior_for(current: Product | None, target: Product) -> ProrationBehavior:
+    """The one rule for how a plan change is billed (docs/subscriptions.md).
+
+    An upgrade is invoiced at once: deferring its price to the next renewal would let a member
+    upgrade and cancel at period end without ever paying for the better plan. A move to another
+    interval restarts the billing cycle, which Stripe invoices at once too. A downgrade (or a
+    move at the same price) credits the unused part of the old plan against the next invoice.
+    """
+    if current is None or current.interval != target.interval:
+        return "always_invoice"
+    return "always_invoice" if target.amount > current.amount else "create_prorations"
+
+
 def preview_change(
-    deps: SubscriptionDeps,
-    member: Member,
-    subscription_id: str,
-    product_id: str,
-    *,
-    proration_behavior: ProrationBehavior = "create_prorations",
+    deps: SubscriptionDeps, member: Member, subscription_id: str, product_id: str
 ) -> ChangePreview:
-    """What moving to ``product_id`` costs now and at the next renewal, priced by Stripe."""
+    """What moving to ``product_id`` costs now and at the next renewal, priced by Stripe, with
+    the signed quote that lets ``change_plan`` bill exactly that."""
     product = deps.checkout.catalog.get(product_id, mode="subscription")
     subscription = owned_subscription(deps, member, subscription_id)
     item_id, price_id = _changeable(deps, subscription, product)
-    proration_date = resolve_proration_date(subscription, None, deps.clock())
+    now = deps.clock()
+    proration_date = resolve_proration_date(subscription, now)
+    behavior = proration_behavior_for(_current_product(deps, subscription), product)
     preview = deps.subscriptions.preview_change(
         subscription.id,
         item_id=item_id,
         price_id=price_id,
         proration_date=proration_date,
-        proration_behavior=proration_behavior,
+        proration_behavior=behavior,
     )
     prorations = sum(line.amount for line in preview.lines if line.proration)
-    if proration_behavior == "always_invoice":
+    if behavior == "always_invoice":
         # The preview is the invoice issued now; a credit it leaves reduces the next renewal.
         due_now = preview.amount_due
         next_renewal = max(0, product.amount + preview.ending_balance)
     else:
         # The preview is the next renewal's invoice, prorations included.
         due_now, next_renewal = 0, preview.amount_due
+    expires_at = int(now) + QUOTE_TTL_SECONDS
+    quote = Quote(
+        member=member.id,
+        subscription=subscription.id,
+        from_price=subscription.price_id,
+        product=product.id,
+        proration_date=proration_date,
+        behavior=behavior,
+        expires_at=expires_at,
+    )
     return ChangePreview(
         subscription=subscription.id,
         product=product.id,
-        proration_behavior=proration_behavior,
+        proration_behavior=behavior,
         proration_date=proration_date,
         amount_due_now=due_now,
         next_renewal_amount=next_renewal,
@@ -253,6 +367,8 @@ def preview_change(
             )
             for line in preview.lines
         ],
+        quote=sign_quote(deps.quote_secret, quote),
+        quote_expires_at=datetime.fromtimestamp(expires_at, tz=UTC),
     )
 
 
@@ -262,22 +378,34 @@ def change_plan(
     subscription_id: str,
     product_id: str,
     *,
-    proration_behavior: ProrationBehavior = "create_prorations",
-    proration_date: int | None = None,
+    quote: str | None = None,
     client_key: str | None = None,
 ) -> ChangeResult:
-    """Swap the subscription's plan; with a previewed ``proration_date``, at the previewed price."""
+    """Swap the subscription's plan at a previewed quote's price, or prorated from now."""
     product = deps.checkout.catalog.get(product_id, mode="subscription")
     subscription = owned_subscription(deps, member, subscription_id)
     item_id, price_id = _changeable(deps, subscription, product)
     now = deps.clock()
-    resolved_date = resolve_proration_date(subscription, proration_date, now)
+    if quote is not None:
+        quoted = read_quote(deps.quote_secret, quote, now)
+        if (
+            quoted.member != member.id
+            or quoted.subscription != subscription.id
+            or quoted.product != product.id
+            or quoted.from_price != subscription.price_id
+            or not _in_period(subscription, quoted.proration_date)
+        ):
+            raise QuoteInvalid()
+        proration_date, behavior = quoted.proration_date, quoted.behavior
+    else:
+        proration_date = resolve_proration_date(subscription, now)
+        behavior = proration_behavior_for(_current_product(deps, subscription), product)
     previous = _product_of(deps, subscription)
     key = action_idempotency_key(
         member.id,
         subscription.id,
         "change",
-        {"product": product.id, "behavior": proration_behavior, "date": resolved_date},
+        {"product": product.id, "behavior": behavior, "date": proration_date},
         client_key,
         now,
     )
@@ -285,8 +413,8 @@ def change_plan(
         subscription.id,
         item_id=item_id,
         price_id=price_id,
-        proration_behavior=proration_behavior,
-        proration_date=resolved_date,
+        proration_behavior=behavior,
+        proration_date=proration_date,
         # The worker names the plan from this metadata: keep it in step with the price.
         metadata={"product": product.id, "plan": product.id},
         idempotency_key=key,
@@ -302,15 +430,16 @@ def change_plan(
         details={
             "product": product.id,
             "from_product": previous,
-            "proration_behavior": proration_behavior,
-            "proration_date": resolved_date,
+            "proration_behavior": behavior,
+            "proration_date": proration_date,
+            "priced_by": "quote" if quote is not None else "now",
         },
     )
     view = subscription_view(deps, updated)
     return ChangeResult(
         **view.model_dump(),
-        proration_behavior=proration_behavior,
-        proration_date=resolved_date,
+        proration_behavior=behavior,
+        proration_date=proration_date,
     )
 
 
@@ -476,20 +605,25 @@ def _changeable(
     return subscription.item_id, price_id
 
 
-def resolve_proration_date(
-    subscription: StripeSubscription, requested: int | None, now: float
-) -> int:
-    """The requested date if it falls in the current period; else now, kept inside the period
-    (a subscription on a Stripe test clock may live ahead of the wall clock)."""
+def resolve_proration_date(subscription: StripeSubscription, now: float) -> int:
+    """Now, kept inside the current period (a subscription on a Stripe test clock may live
+    ahead of the wall clock)."""
     start, end = subscription.current_period_start, subscription.current_period_end
-    if requested is not None:
-        if start is None or end is None or not start <= requested < end:
-            raise ProrationDateOutOfPeriod()
-        return requested
     moment = int(now)
     if start is not None and end is not None:
         moment = min(max(moment, start), end - 1)
     return moment
+
+
+def _in_period(subscription: StripeSubscription, moment: int) -> bool:
+    start, end = subscription.current_period_start, subscription.current_period_end
+    return start is not None and end is not None and start <= moment < end
+
+
+def _current_product(deps: SubscriptionDeps, subscription: StripeSubscription) -> Product | None:
+    if subscription.price_lookup_key is None:
+        return None
+    return deps.checkout.catalog.by_lookup_key(subscription.price_lookup_key)
 
 
 def _product_of(deps: SubscriptionDeps, subscription: StripeSubscription) -> str | None:

@@ -23,12 +23,10 @@ STRIPE_AUTH = {"Authorization": f"Bearer {STRIPE_KEY}"}
 
 @pytest.fixture
 def worker_env(stack: Stack, service_env: pytest.MonkeyPatch) -> Iterator[None]:
-    """What the webhook worker needs besides the service's environment. Subscription events
-    never reach Make.com; the address only satisfies the worker's start-up checks."""
+    """The webhook worker on the service's environment (Make.com is the stack's receiver: a
+    paid subscription checkout and a failed renewal are dispatched to it)."""
     from functions.webhook_worker import app as worker_app
 
-    service_env.setenv("MAKE_WEBHOOK_URL", "http://127.0.0.1:9/hook")
-    service_env.setenv("MAKE_API_KEY", "make_test_key")
     worker_app._ports.cache_clear()
     yield
     worker_app._ports.cache_clear()

@@ -4,13 +4,15 @@ stand-in, the real Postgres and the webhook worker that keeps the subscriptions 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 
+from payments.subscriptions import Quote, quote_secret, sign_quote
 from tests.stack import *  # noqa: F403
-from tests.stack import Stack, api
+from tests.stack import STRIPE_KEY, Stack, api
 from tests.subscriptions.conftest import (
     act,
     action_logs,
@@ -37,6 +39,13 @@ def _pending_items(stack: Stack, customer: str) -> list[dict[str, Any]]:
         stack, "/v1/invoiceitems", customer=customer, pending="true", limit=100
     )["data"]
     return items
+
+
+def _deliver_completion(stack: Stack, customer: str) -> None:
+    """Only the checkout's completion: the worker learns whose customer it is."""
+    run_worker(
+        [e for e in customer_events(stack, customer) if e["type"] == "checkout.session.completed"]
+    )
 
 
 # --- subscribe ------------------------------------------------------------------------------
@@ -73,20 +82,20 @@ def test_a_paid_subscription_checkout_becomes_the_members_subscription(
     assert only["current_period_end"] is not None
 
 
-def test_a_second_subscription_to_a_plan_the_member_holds_is_refused(
+def test_a_member_holding_a_plan_changes_it_rather_than_subscribing_again(
     stack: Stack, db: str, member: str
 ) -> None:
     # Given a member subscribed to growth
     subscribe(stack, member, "growth_monthly")
 
-    # When they subscribe to growth again, then to scale
+    # When they subscribe to growth again, or to scale
     again = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
     other = call(stack, member, "POST", "/v1/subscriptions", {"product": "scale_monthly"})
 
-    # Then only the plan they hold is refused
-    assert again.status == 409
-    assert again.body["error"]["code"] == "subscription_exists"
-    assert other.status == 201
+    # Then both are refused before Stripe: one live subscription per member
+    assert (again.status, other.status) == (409, 409)
+    assert again.body["error"]["code"] == other.body["error"]["code"] == "subscription_exists"
+    assert stack.stripe_calls("POST /v1/checkout/sessions") == 1
 
 
 def test_a_canceled_plan_can_be_subscribed_to_again(stack: Stack, db: str, member: str) -> None:
@@ -114,115 +123,175 @@ def test_subscribing_to_anything_but_a_plan_is_a_400(
 # --- preview and change ---------------------------------------------------------------------
 
 
-def test_a_change_with_the_previewed_date_creates_exactly_the_previewed_prorations(
+def test_an_upgrade_with_its_quote_bills_exactly_the_previewed_amount_at_once(
     stack: Stack, db: str, member: str
 ) -> None:
-    # Given a growth subscriber who previews moving to scale
+    # Given a growth subscriber who previews moving up to scale
     sub = subscribe(stack, member, "growth_monthly")
+    first_invoice = stripe_subscription(stack, sub.subscription)["latest_invoice"]
     preview = act(stack, member, sub.subscription, "preview-change", {"product": "scale_monthly"})
     assert preview.status == 200
     shown = preview.body
-    prorations = [line for line in shown["lines"] if line["proration"]]
-    assert [line["amount"] < 0 for line in prorations] == [True, False]  # credit, then charge
-    assert shown["proration_amount"] == sum(line["amount"] for line in prorations) > 0
-    assert shown["amount_due_now"] == 0
-    assert shown["next_renewal_amount"] == shown["proration_amount"] + 7900
-    assert shown["currency"] == "usd"
+    # The service decided: an upgrade is invoiced at once
+    assert shown["proration_behavior"] == "always_invoice"
+    assert shown["amount_due_now"] > 0
+    assert shown["next_renewal_amount"] == 7900
+    assert shown["quote"]
+    expires = datetime.fromisoformat(shown["quote_expires_at"])
+    assert 0 < (expires - datetime.now(UTC)).total_seconds() <= 600
 
-    # When the member confirms with the preview's proration_date
+    # When the member confirms with the quote
     changed = act(
         stack,
         member,
         sub.subscription,
         "change",
-        {"product": "scale_monthly", "proration_date": shown["proration_date"]},
+        {"product": "scale_monthly", "quote": shown["quote"]},
     )
 
-    # Then Stripe holds exactly the previewed prorations for the next invoice
+    # Then Stripe billed exactly the previewed amount, at the previewed date
     assert changed.status == 200
     assert changed.body["product"] == "scale_monthly"
     assert changed.body["proration_date"] == shown["proration_date"]
-    pending = _pending_items(stack, sub.customer)
-    assert sorted(i["amount"] for i in pending) == sorted(line["amount"] for line in prorations)
-    assert _price(stripe_subscription(stack, sub.subscription))["lookup_key"] == (
-        "scale_monthly_usd_v1"
-    )
+    invoice_id = stripe_subscription(stack, sub.subscription)["latest_invoice"]
+    assert invoice_id != first_invoice
+    invoice = stripe_get(stack, f"/v1/invoices/{invoice_id}")
+    assert invoice["amount_due"] == shown["amount_due_now"]
+    assert invoice["status"] == "paid"
+    assert _pending_items(stack, sub.customer) == []
     # And the worker, from Stripe's events, records the new plan
     deliver(stack, sub.customer)
     assert subscription_row(db, sub.subscription)["product"] == "scale_monthly"  # type: ignore[index]
 
 
-def test_always_invoice_bills_the_previewed_amount_at_once(
+def test_a_downgrade_with_its_quote_credits_exactly_the_previewed_prorations(
     stack: Stack, db: str, member: str
 ) -> None:
-    sub = subscribe(stack, member, "growth_monthly")
-    first_invoice = stripe_subscription(stack, sub.subscription)["latest_invoice"]
-    preview = act(
-        stack,
-        member,
-        sub.subscription,
-        "preview-change",
-        {"product": "scale_monthly", "proration_behavior": "always_invoice"},
-    ).body
-    assert preview["amount_due_now"] > 0
-    assert preview["next_renewal_amount"] == 7900
-
-    changed = act(
-        stack,
-        member,
-        sub.subscription,
-        "change",
-        {
-            "product": "scale_monthly",
-            "proration_behavior": "always_invoice",
-            "proration_date": preview["proration_date"],
-        },
-    )
-
-    assert changed.status == 200
-    invoice_id = stripe_subscription(stack, sub.subscription)["latest_invoice"]
-    assert invoice_id != first_invoice
-    invoice = stripe_get(stack, f"/v1/invoices/{invoice_id}")
-    assert invoice["amount_due"] == preview["amount_due_now"]
-    assert invoice["status"] == "paid"
-    assert _pending_items(stack, sub.customer) == []
-
-
-def test_proration_none_changes_the_plan_without_charging_or_crediting(
-    stack: Stack, db: str, member: str
-) -> None:
-    sub = subscribe(stack, member, "growth_monthly")
-    first_invoice = stripe_subscription(stack, sub.subscription)["latest_invoice"]
-
-    changed = act(
-        stack,
-        member,
-        sub.subscription,
-        "change",
-        {"product": "scale_monthly", "proration_behavior": "none"},
-    )
-
-    assert changed.status == 200
-    assert changed.body["proration_behavior"] == "none"
-    after = stripe_subscription(stack, sub.subscription)
-    assert _price(after)["lookup_key"] == "scale_monthly_usd_v1"
-    assert after["latest_invoice"] == first_invoice
-    assert _pending_items(stack, sub.customer) == []
-
-
-def test_a_downgrade_preview_credits_the_unused_time_against_the_next_renewal(
-    stack: Stack, db: str, member: str
-) -> None:
+    # Given a scale subscriber who previews moving down to growth
     sub = subscribe(stack, member, "scale_monthly")
-
     preview = act(stack, member, sub.subscription, "preview-change", {"product": "growth_monthly"})
+    shown = preview.body
+    prorations = [line for line in shown["lines"] if line["proration"]]
+    # The service decided: a downgrade credits the next renewal, nothing is due now
+    assert shown["proration_behavior"] == "create_prorations"
+    assert shown["amount_due_now"] == 0
+    assert shown["proration_amount"] == sum(line["amount"] for line in prorations) < 0
+    assert shown["next_renewal_amount"] == max(0, 2900 + shown["proration_amount"])
 
-    assert preview.status == 200
-    assert preview.body["proration_amount"] < 0
-    assert preview.body["next_renewal_amount"] == max(0, 2900 + preview.body["proration_amount"])
-    assert (
-        act(stack, member, sub.subscription, "change", {"product": "growth_monthly"}).status == 200
+    # When the member confirms with the quote
+    changed = act(
+        stack,
+        member,
+        sub.subscription,
+        "change",
+        {"product": "growth_monthly", "quote": shown["quote"]},
     )
+
+    # Then Stripe holds exactly the previewed prorations for the next invoice
+    assert changed.status == 200
+    pending = _pending_items(stack, sub.customer)
+    assert sorted(i["amount"] for i in pending) == sorted(line["amount"] for line in prorations)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"proration_behavior": "none"},
+        {"proration_behavior": "create_prorations"},
+        {"proration_date": 1},
+    ],
+)
+def test_a_member_cannot_choose_how_a_change_is_billed(
+    stack: Stack, db: str, member: str, extra: dict[str, Any]
+) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+    for action in ("preview-change", "change"):
+        answer = act(stack, member, sub.subscription, action, {"product": "scale_monthly", **extra})
+        assert answer.status == 400
+        assert answer.body["error"]["code"] == "invalid_request"
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+    assert stack.stripe_calls("POST /v1/invoices/create_preview") == 0
+
+
+def _forged_quote(sub: Any, member: str, **overrides: Any) -> str:
+    """A quote signed with the deployment's own secret, as the service would sign it."""
+    current = stripe_subscription(sub[0], sub[1].subscription)
+    item = current["items"]["data"][0]
+    fields: dict[str, Any] = {
+        "member": member,
+        "subscription": sub[1].subscription,
+        "from_price": item["price"]["id"],
+        "product": "scale_monthly",
+        "proration_date": item["current_period_start"] + 60,
+        "behavior": "none",
+        "expires_at": int(time.time()) + 300,
+    }
+    fields.update(overrides)
+    return sign_quote(quote_secret(None, STRIPE_KEY), Quote(**fields))
+
+
+@pytest.mark.parametrize("case", ["expired", "other_member", "tampered", "left_the_period"])
+def test_a_quote_that_is_not_this_change_is_a_409_and_nothing_is_billed(
+    stack: Stack, db: str, member: str, case: str
+) -> None:
+    # Given a growth subscriber and a quote that does not price this change
+    sub = subscribe(stack, member, "growth_monthly")
+    if case == "expired":
+        quote = _forged_quote((stack, sub), member, expires_at=int(time.time()) - 1)
+    elif case == "other_member":
+        quote = _forged_quote((stack, sub), "mem_someone_else")
+    elif case == "tampered":
+        good = act(
+            stack, member, sub.subscription, "preview-change", {"product": "scale_monthly"}
+        ).body["quote"]
+        quote = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    else:
+        item = stripe_subscription(stack, sub.subscription)["items"]["data"][0]
+        quote = _forged_quote((stack, sub), member, proration_date=item["current_period_end"])
+    # When the member changes with it
+    answer = act(
+        stack, member, sub.subscription, "change", {"product": "scale_monthly", "quote": quote}
+    )
+    # Then the change is refused with a message to preview again, and Stripe is not called
+    assert answer.status == 409
+    assert answer.body["error"]["code"] == "quote_invalid"
+    assert "preview" in answer.body["error"]["message"].lower()
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+
+
+def test_a_quote_for_another_plan_cannot_bill_this_change(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a scale subscriber's quote for moving down to growth
+    sub = subscribe(stack, member, "scale_monthly")
+    quote = act(
+        stack, member, sub.subscription, "preview-change", {"product": "growth_monthly"}
+    ).body["quote"]
+    # When they try it for another target, then it is refused
+    with_other = _forged_quote((stack, sub), member, product="growth_monthly")
+    assert with_other != quote
+    answer = act(
+        stack, member, sub.subscription, "change", {"product": "growth_monthly", "quote": quote}
+    )
+    assert answer.status == 200  # the real quote works for its own target
+    again = act(
+        stack, member, sub.subscription, "change", {"product": "scale_monthly", "quote": quote}
+    )
+    assert again.status == 409
+    assert again.body["error"]["code"] == "quote_invalid"
+
+
+def test_a_change_without_a_quote_is_prorated_from_now(stack: Stack, db: str, member: str) -> None:
+    sub = subscribe(stack, member, "scale_monthly")
+    before = int(time.time())
+
+    changed = act(stack, member, sub.subscription, "change", {"product": "growth_monthly"})
+
+    assert changed.status == 200
+    assert before <= changed.body["proration_date"] <= int(time.time())
+    assert changed.body["proration_behavior"] == "create_prorations"
+    ((_, _, _, metadata),) = action_logs(db, sub.subscription)
+    assert metadata["priced_by"] == "now"
 
 
 def test_a_change_is_logged_once_with_its_idempotency_key_and_sent_to_stripe_with_it(
@@ -244,7 +313,7 @@ def test_a_change_is_logged_once_with_its_idempotency_key_and_sent_to_stripe_wit
     assert (event_type, user_id, status) == ("subscription.change_requested", member, "active")
     assert metadata["product"] == "scale_monthly"
     assert metadata["from_product"] == "growth_monthly"
-    assert metadata["proration_behavior"] == "create_prorations"
+    assert metadata["proration_behavior"] == "always_invoice"
     updated = [
         e
         for e in customer_events(stack, sub.customer)
@@ -257,10 +326,10 @@ def test_a_change_is_logged_once_with_its_idempotency_key_and_sent_to_stripe_wit
 def test_stripe_throttling_a_change_is_retried_into_one_change(
     stack: Stack, db: str, member: str
 ) -> None:
-    sub = subscribe(stack, member, "growth_monthly")
+    sub = subscribe(stack, member, "scale_monthly")
     stack.fault("POST", f"/v1/subscriptions/{sub.subscription}", 429, times=2)
 
-    changed = act(stack, member, sub.subscription, "change", {"product": "scale_monthly"})
+    changed = act(stack, member, sub.subscription, "change", {"product": "growth_monthly"})
 
     assert changed.status == 200
     assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 3
@@ -289,31 +358,6 @@ def test_changing_to_anything_but_a_plan_is_a_400(
 
     assert answer.status == 400
     assert answer.body["error"]["code"] == "unknown_product"
-
-
-@pytest.mark.parametrize("where", ["before_the_period", "at_the_period_end"])
-def test_a_proration_date_outside_the_current_period_is_a_422(
-    stack: Stack, db: str, member: str, where: str
-) -> None:
-    sub = subscribe(stack, member, "growth_monthly")
-    item = stripe_subscription(stack, sub.subscription)["items"]["data"][0]
-    date = (
-        item["current_period_start"] - 1
-        if where == "before_the_period"
-        else item["current_period_end"]
-    )
-
-    answer = act(
-        stack,
-        member,
-        sub.subscription,
-        "change",
-        {"product": "scale_monthly", "proration_date": date},
-    )
-
-    assert answer.status == 422
-    assert answer.body["error"]["code"] == "proration_date_out_of_period"
-    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
 
 
 # --- cancel, pause, resume ------------------------------------------------------------------
@@ -484,11 +528,13 @@ def test_another_member_cannot_tell_the_subscription_exists(
 def test_stripe_owner_check_protects_a_subscription_the_worker_has_not_seen_yet(
     stack: Stack, db: str, member: str
 ) -> None:
-    # Given a subscription paid on Stripe but not yet in our table
+    # Given a subscription paid on Stripe whose own events the worker has not seen yet (only
+    # the checkout's completion, which tells whose customer it is)
     answer = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
     paid = stack.emulator_call(
         "POST", f"/_emulator/checkout/sessions/{answer.body['id']}/pay", json={"outcome": "success"}
     )
+    _deliver_completion(stack, paid["customer"])
     assert subscription_row(db, paid["subscription"]) is None
     stranger = subscribe(stack, f"{member}_other").member
 
@@ -556,11 +602,13 @@ def test_requests_without_a_member_token_are_a_401(
 def test_an_update_delivered_before_the_creation_leaves_the_newest_state(
     stack: Stack, db: str, member: str
 ) -> None:
-    # Given a subscription created and then changed on Stripe, before the worker saw anything
+    # Given a subscription created and then changed on Stripe, before the worker saw any of
+    # the subscription's own events
     answer = call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
     paid = stack.emulator_call(
         "POST", f"/_emulator/checkout/sessions/{answer.body['id']}/pay", json={"outcome": "success"}
     )
+    _deliver_completion(stack, paid["customer"])
     assert (
         act(stack, member, paid["subscription"], "change", {"product": "scale_monthly"}).status
         == 200
