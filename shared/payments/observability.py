@@ -85,6 +85,8 @@ def init_sentry(settings: Settings) -> bool:
             LoggingIntegration(level=logging.INFO, event_level=None),
         ],
         send_default_pii=False,
+        # Local variables of stack frames may hold keys, tokens and payloads.
+        include_local_variables=False,
         max_request_body_size="never",
         traces_sample_rate=0.0,
         before_send=_before_send,

@@ -14,7 +14,8 @@ REDACTED = "[redacted]"
 
 _SENSITIVE_KEY = re.compile(
     r"(authorization|stripe[-_]signature|cookie|token|secret|password|api[-_]?key|apikey|dsn"
-    r"|email|card|cvc|iban|signature)",
+    r"|email|card|cvc|iban|signature|bearer|conninfo|database[-_]?url|^url$|[-_]url$"
+    r"|webhook[-_]?url)",
     re.IGNORECASE,
 )
 
@@ -23,6 +24,16 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z_]{6,}"),
     re.compile(r"\bwhsec_[0-9A-Za-z_+/=]{6,}"),
     re.compile(r"\bsk_sb_[0-9A-Za-z_]{4,}"),
+    # Supabase's secret API keys.
+    re.compile(r"\bsb_secret_[0-9A-Za-z_-]{6,}"),
+    # A PaymentIntent's (or SetupIntent's) client secret lets a browser confirm the payment.
+    re.compile(r"\b(?:pi|seti)_[0-9A-Za-z]+_secret_[0-9A-Za-z]+"),
+    # A Make.com webhook URL is itself a credential: whoever knows it can trigger the scenario.
+    re.compile(r"https?://hook\.[a-z0-9.-]*make\.com/[^\s\"']+", re.IGNORECASE),
+    # Connection URLs with a password (postgresql://user:password@host/db).
+    re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@\"']+:[^\s@\"']+@[^\s\"']+", re.IGNORECASE),
+    # libpq key=value connection strings.
+    re.compile(r"\bpassword\s*=\s*[^\s\"']+", re.IGNORECASE),
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
     re.compile(r"\bt=\d{9,11},v[01]=[0-9a-f]{16,}[^\s\"']*"),

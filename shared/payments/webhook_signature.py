@@ -25,6 +25,7 @@ from payments import errors
 # Stripe's default tolerance (stripe.Webhook.DEFAULT_TOLERANCE).
 TOLERANCE_SECONDS = 300
 MAX_HEADER_LENGTH = 4096
+_HEX = frozenset("0123456789abcdef")
 
 
 class InvalidSignature(errors.InvalidRequest):
@@ -44,6 +45,9 @@ def _parse(header: str) -> tuple[int, list[str]]:
                 raise InvalidSignature() from None
         elif key == "v1" and value:
             signatures.append(value)
+    # A v1 is a hex SHA-256 digest; anything else cannot match, and compare_digest would
+    # raise on non-ASCII text instead of answering no.
+    signatures = [s for s in signatures if len(s) == 64 and all(c in _HEX for c in s)]
     if timestamp is None or not signatures:
         raise InvalidSignature()
     return timestamp, signatures
