@@ -14,16 +14,19 @@ sends.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import stripe
 
+import tools.stripe_emulator
 from tests.emulator.conftest import API_KEY, WEBHOOK_SECRET, Helpers, WebhookReceiver
 from tools.stripe_emulator import EmulatorHandle
 from tools.stripe_emulator.api import API_ROUTES
@@ -134,12 +137,21 @@ EXPECTED_EVENTS: dict[str, list[str]] = {
         "customer.subscription.updated",
         "customer.subscription.updated",
     ],
+    "collection paused, renewal uncollectible": [
+        "customer.subscription.updated",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.marked_uncollectible",
+        "customer.subscription.updated",
+        "customer.subscription.updated",
+    ],
     "pause": ["customer.subscription.paused", "customer.subscription.updated"],
     "resume": [
         *INVOICE_PAID,
         "customer.subscription.resumed",
         "customer.subscription.updated",
     ],
+    "plan change to another interval": [*INVOICE_PAID, "customer.subscription.updated"],
     "cancel now": ["customer.subscription.deleted"],
     "canceled at period end": [
         "customer.subscription.updated",
@@ -483,10 +495,18 @@ def _subscriptions(run: Run, ids: dict[str, Any]) -> None:
         c.subscriptions.update(sub_id, params={"pause_collection": {"behavior": "void"}})
         run.helpers.post(f"/subscriptions/{sub_id}/advance")
         c.subscriptions.update(sub_id, params={"pause_collection": ""})
+    with run.flow("collection paused, renewal uncollectible"):
+        c.subscriptions.update(
+            sub_id, params={"pause_collection": {"behavior": "mark_uncollectible"}}
+        )
+        run.helpers.post(f"/subscriptions/{sub_id}/advance")
+        c.subscriptions.update(sub_id, params={"pause_collection": ""})
     with run.flow("pause"):
         c.subscriptions.pause(sub_id, params={"type": "subscription"})
     with run.flow("resume"):
         c.subscriptions.resume(sub_id, params={"billing_cycle_anchor": {"type": "now"}})
+    with run.flow("plan change to another interval"):
+        c.subscriptions.update(sub_id, params={"items": [{"id": item.id, "price": ids["yearly"]}]})
     with run.flow("cancel now"):
         c.subscriptions.cancel(sub_id)
 
@@ -617,6 +637,26 @@ def test_every_event_type_is_one_stripe_python_knows(run: Run) -> None:
 
     assert unknown == set()
     assert "payment_intent.updated" not in emitted
+
+
+def _event_types_in_source() -> set[str]:
+    """The event types the emulator's code names (string constants that are event types)."""
+    known = stripe_python_event_types()
+    found: set[str] = set()
+    for path in Path(tools.stripe_emulator.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in known:
+                found.add(str(node.value))
+    return found
+
+
+def test_every_event_the_emulator_sends_is_sent_in_the_run(run: Run) -> None:
+    emitted = {e["type"] for e in run.events}
+
+    never = _event_types_in_source() - emitted
+
+    assert len(emitted) > 40
+    assert never == set(), f"add a step that sends {sorted(never)} to this run"
 
 
 def test_every_route_is_exercised(run: Run) -> None:
