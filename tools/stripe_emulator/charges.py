@@ -154,10 +154,9 @@ def _fail(
             "type": "issuer_declined",
         },
     )
-    details = charge["payment_method_details"]
     method = objects.payment_method(
         store,
-        last4=(details.get("card") or details.get("us_bank_account") or {}).get("last4", "0002"),
+        details=charge["payment_method_details"],
         email=charge["billing_details"]["email"],
         name=charge["billing_details"]["name"],
         customer_id=intent["customer"],

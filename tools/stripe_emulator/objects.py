@@ -313,9 +313,15 @@ def card_details(last4: str, brand: str = "visa") -> dict[str, Any]:
 
 
 def payment_method(
-    store: Store, *, last4: str, email: str | None, name: str | None, customer_id: str | None
+    store: Store,
+    *,
+    details: dict[str, Any],
+    email: str | None,
+    name: str | None,
+    customer_id: str | None,
 ) -> dict[str, Any]:
-    """The card payment method a payment attempt used (``last_payment_error.payment_method``)."""
+    """The payment method a payment attempt used (``last_payment_error.payment_method``), a
+    card or a bank account after the charge's ``payment_method_details``."""
     obj = _base(
         store,
         "payment_method",
@@ -337,11 +343,29 @@ def payment_method(
         },
         customer=customer_id,
     )
+    if details["type"] == "us_bank_account":
+        bank = details["us_bank_account"]
+        del obj["card"]
+        obj["type"] = "us_bank_account"
+        obj["us_bank_account"] = {
+            "account_holder_type": bank["account_holder_type"],
+            "account_type": bank["account_type"],
+            "bank_name": bank["bank_name"],
+            "financial_connections_account": None,
+            "fingerprint": bank["fingerprint"],
+            "last4": bank["last4"],
+            "networks": {"preferred": "ach", "supported": ["ach"]},
+            "routing_number": bank["routing_number"],
+            "status_details": None,
+        }
+        return obj
+    card = details["card"]
     obj["card"].update(
-        exp_month=12,
-        exp_year=2034,
-        fingerprint=secrets.token_urlsafe(12)[:16],
-        last4=last4,
+        brand=card["brand"],
+        exp_month=card["exp_month"],
+        exp_year=card["exp_year"],
+        fingerprint=card["fingerprint"],
+        last4=card["last4"],
         wallet=None,
     )
     obj["card"]["generated_from"] = None
