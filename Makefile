@@ -10,7 +10,7 @@ export PYTHONPATH := shared:.
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test lint typecheck template unit migrate build demo bench reliability openapi clean
+.PHONY: help venv dev test lint typecheck template unit migrate build demo bench reliability openapi stripe-schemas clean
 
 help:
 	@echo "make dev          run every route on http://127.0.0.1:3000 with local stand-ins"
@@ -20,6 +20,7 @@ help:
 	@echo "make demo         scripted journey against the local stack"
 	@echo "make bench        performance table"
 	@echo "make reliability  reliability and security figures"
+	@echo "make stripe-schemas  regenerate the emulator's Stripe API definitions (needs npm)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,11 @@ reliability: $(VENV)/.installed
 
 openapi: $(VENV)/.installed
 	$(PY) -m tools.openapi
+
+# The emulator's definitions of the pinned Stripe API version, from the stripe npm package's
+# types (needs Node 20 and the npm registry; `make test` only reads the committed result).
+stripe-schemas:
+	cd tools/stripe_schemas && npm ci --no-audit --no-fund && node generate.mjs
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local

@@ -90,6 +90,7 @@ def test_hosted_page_shows_product_and_amount_and_success_redirects_with_session
         "payment_intent.created",
         "charge.succeeded",
         "payment_intent.succeeded",
+        "charge.updated",  # the balance transaction, captured asynchronously
         "checkout.session.completed",
     ]
 

@@ -100,7 +100,7 @@ def test_pending_refund_that_fails_gives_the_amount_back(
     after = client.v1.charges.retrieve(intent.latest_charge)
     assert (after.amount_refunded, after.refunded) == (0, False)
     helpers.flush()
-    assert receiver.types()[-2:] == ["refund.updated", "refund.failed"]
+    assert receiver.types()[-3:] == ["refund.updated", "charge.refund.updated", "refund.failed"]
 
 
 def test_pending_refund_that_succeeds_sends_refund_updated(
@@ -153,7 +153,12 @@ def test_dispute_marks_the_charge_and_closing_it_sends_dispute_closed(
     assert disputed_charge.disputed is True
     assert refund_error.value.code == "charge_disputed"
     helpers.flush()
-    assert receiver.types()[-2:] == ["charge.dispute.created", "charge.dispute.closed"]
+    assert receiver.types()[-4:] == [
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.closed",
+        "charge.dispute.funds_reinstated",
+    ]
 
 
 def test_disputes_are_listed_by_charge(client: stripe.StripeClient, helpers: Helpers) -> None:

@@ -1,5 +1,9 @@
-"""Stripe events for tests, built from the fixture objects the emulator ships
-(Stripe's published examples), with only the fields a scenario needs overridden."""
+"""Stripe events for tests, shaped as the pinned API version (2026-10-28.endive) sends them.
+
+Each object starts from the example the emulator ships (Stripe's published fixture, brought to
+the pinned version by ``tools/stripe_emulator/fixtures/endive.json``) with only the fields a
+scenario needs overridden; ``tests/webhooks/test_charge_refunded_shapes.py`` checks that what
+they build by default matches the pinned version's definitions."""
 
 from __future__ import annotations
 
@@ -123,22 +127,40 @@ def refund(
 
 
 def charge(
-    payment_intent_id: str, *, amount: int = 9900, refunds: list[dict[str, Any]] | None = None
+    payment_intent_id: str,
+    *,
+    amount: int = 9900,
+    amount_refunded: int | None = None,
+    refunds: list[dict[str, Any]] | None = None,
+    refunds_has_more: bool = False,
 ) -> dict[str, Any]:
+    """A charge as ``charge.*`` events carry it: ``amount_refunded`` and no refunds list, since
+    Stripe includes ``refunds`` only when a request expands it. ``refunds`` builds that
+    expanded shape instead (a charge fetched with ``expand[]=refunds``), its
+    ``amount_refunded`` the listed refunds' sum unless given."""
     obj = fixture("charge")
-    listed = refunds or []
-    refunded = sum(r["amount"] for r in listed if r["status"] in ("pending", "succeeded"))
+    if amount_refunded is None:
+        listed = refunds or []
+        amount_refunded = sum(
+            r["amount"] for r in listed if r["status"] in ("pending", "succeeded")
+        )
     obj.update(
         id=new_id("ch_"),
         amount=amount,
         amount_captured=amount,
-        amount_refunded=refunded,
-        refunded=refunded >= amount,
+        amount_refunded=amount_refunded,
+        refunded=amount_refunded >= amount,
         captured=True,
         payment_intent=payment_intent_id,
         currency="usd",
-        refunds={"object": "list", "data": listed, "has_more": False, "url": "/v1/refunds"},
     )
+    if refunds is not None:
+        obj["refunds"] = {
+            "object": "list",
+            "data": refunds,
+            "has_more": refunds_has_more,
+            "url": f"/v1/charges/{obj['id']}/refunds",
+        }
     return obj
 
 

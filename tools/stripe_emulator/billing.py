@@ -84,7 +84,6 @@ def _set_lines(invoice: dict[str, Any], lines: list[dict[str, Any]]) -> None:
     for line in lines:
         line["invoice"] = invoice["id"]
     invoice["lines"]["data"] = lines
-    invoice["lines"]["total_count"] = len(lines)
     total = sum(line["amount"] for line in lines)
     invoice.update(
         subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total
@@ -148,36 +147,20 @@ def _mark_paid(store: Store, invoice: dict[str, Any]) -> None:
     invoice["status_transitions"].update(paid_at=store.now())
     emit(store, "invoice.paid", invoice)
     emit(store, "invoice.payment_succeeded", invoice)
+    payment = store.objects.get(store.hidden(invoice["id"]).get("invoice_payment", ""))
+    if payment is not None:
+        intent = store.objects[payment["payment"]["payment_intent"]]
+        payment.update(status="paid", amount_paid=intent["amount_received"])
+        payment["status_transitions"]["paid_at"] = invoice["status_transitions"]["paid_at"]
+        emit(store, "invoice_payment.paid", payment)
 
 
 def _invoice_payments(store: Store, invoice: dict[str, Any]) -> dict[str, Any]:
-    """``expand[]=payments`` on an invoice: the payment intents that paid it."""
-    data = []
-    intent_id = store.hidden(invoice["id"]).get("payment_intent")
-    if intent_id:
-        intent = store.objects[intent_id]
-        data.append(
-            {
-                "id": "inpay_" + intent_id[3:],
-                "object": "invoice_payment",
-                "amount_paid": intent["amount_received"],
-                "amount_requested": intent["amount"],
-                "created": intent["created"],
-                "currency": intent["currency"],
-                "invoice": invoice["id"],
-                "is_default": True,
-                "livemode": False,
-                "payment": {"payment_intent": intent_id, "type": "payment_intent"},
-                "status": "paid" if intent["status"] == "succeeded" else "open",
-                "status_transitions": {
-                    "canceled_at": None,
-                    "paid_at": invoice["status_transitions"]["paid_at"],
-                },
-            }
-        )
+    """``expand[]=payments`` on an invoice: the payments (by payment intent) made for it."""
+    payment = store.objects.get(store.hidden(invoice["id"]).get("invoice_payment", ""))
     return {
         "object": "list",
-        "data": data,
+        "data": [payment] if payment is not None else [],
         "has_more": False,
         "url": f"/v1/invoice_payments?invoice={invoice['id']}",
     }
@@ -208,7 +191,8 @@ def _collect(
         metadata={},
         description=description,
     )
-    store.hidden(invoice["id"])["payment_intent"] = intent["id"]
+    payment = store.add(objects.invoice_payment(store, invoice, intent))
+    store.hidden(invoice["id"])["invoice_payment"] = payment["id"]
     charges.attempt(store, intent, outcome, email=customer.get("email"), name=customer.get("name"))
     invoice["attempted"] = True
     invoice["attempt_count"] += 1
@@ -223,9 +207,10 @@ def _collect(
 def settle_invoice(store: Store, invoice_id: str, succeeded: bool) -> dict[str, Any]:
     """Finish the delayed payment of an invoice (from a delayed Checkout payment)."""
     invoice = store.get(invoice_id, "invoice")
-    intent = store.get(store.hidden(invoice_id).get("payment_intent"), "payment_intent")
+    payment = store.get(store.hidden(invoice_id).get("invoice_payment"), "invoice_payment")
+    intent = store.get(payment["payment"]["payment_intent"], "payment_intent")
     charges.settle(store, intent, succeeded)
-    sub = store.objects.get(invoice["subscription"] or "")
+    sub = store.objects.get(invoice_subscription(invoice) or "")
     if succeeded:
         _mark_paid(store, invoice)
         return invoice
@@ -238,12 +223,22 @@ def settle_invoice(store: Store, invoice_id: str, succeeded: bool) -> dict[str, 
     return invoice
 
 
+def invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    """The subscription an invoice bills: ``parent.subscription_details.subscription`` (the
+    top-level ``subscription`` field is gone since API version 2025-03-31)."""
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    subscription: str | None = details.get("subscription")
+    return subscription
+
+
 def list_invoices(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     """``GET /v1/invoices`` (``customer``, ``subscription``, ``status``, ``created``)."""
     items = store.all("invoice")
-    for field in ("customer", "subscription", "status"):
+    for field in ("customer", "status"):
         if field in params:
             items = [i for i in items if i[field] == params[field]]
+    if "subscription" in params:
+        items = [i for i in items if invoice_subscription(i) == params["subscription"]]
     if "created" in params:
         items = [i for i in items if match_created(i, params["created"])]
     return paginate(items, params, "/v1/invoices")
@@ -353,7 +348,6 @@ def create_from_checkout(
         store.add(item)
         _items(sub).append(item)
         lines.append(_full_line(store, sub, item, now, item["current_period_end"]))
-    sub["items"]["total_count"] = len(_items(sub))
     sub["default_payment_method"] = new_id("pm_")
     store.add(sub)
     invoice = _new_invoice(store, customer, sub, "subscription_create", lines)
@@ -514,7 +508,8 @@ def _pending_item_lines(store: Store, sub: dict[str, Any]) -> list[dict[str, Any
 
 def _claim_pending_items(store: Store, invoice: dict[str, Any]) -> None:
     for line in invoice["lines"]["data"]:
-        ii_id = line["parent"]["subscription_item_details"]["invoice_item"]
+        details = line["parent"]["subscription_item_details"] or {}
+        ii_id = details.get("invoice_item")
         if ii_id and ii_id in store.objects:
             store.objects[ii_id]["invoice"] = invoice["id"]
 
@@ -545,7 +540,6 @@ def _apply(store: Store, sub: dict[str, Any], plan: list[_Change], reset_at: int
             interval, count = _interval(item["price"])
             item["current_period_start"] = reset_at
             item["current_period_end"] = add_interval(reset_at, interval, count)
-    sub["items"]["total_count"] = len(_items(sub))
 
 
 def _customer_of(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
@@ -701,6 +695,8 @@ def _preview_new(store: Store, params: dict[str, Any], details: dict[str, Any]) 
     customer = store.get(params["customer"], "customer", "customer")
     now = store.now()
     lines = []
+    # The subscription does not exist yet: its items get ids of their own, as in Stripe's
+    # preview, that no other call knows.
     for index, spec in enumerate(details.get("items", [])):
         price = store.get(
             spec.get("price"), "price", f"subscription_details[items][{index}][price]"
@@ -717,7 +713,7 @@ def _preview_new(store: Store, params: dict[str, Any], details: dict[str, Any]) 
                 price_obj=price,
                 quantity=quantity,
                 subscription_id=None,
-                subscription_item_id=None,
+                subscription_item_id=new_id("si_"),
                 proration=False,
             )
         )

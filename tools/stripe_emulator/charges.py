@@ -7,6 +7,7 @@ from typing import Any
 from tools.stripe_emulator import objects
 from tools.stripe_emulator.errors import StripeError
 from tools.stripe_emulator.events import changes, emit
+from tools.stripe_emulator.expand import register_computed
 from tools.stripe_emulator.state import (
     Store,
     deep_merge_metadata,
@@ -17,6 +18,8 @@ from tools.stripe_emulator.state import (
 
 DECLINE_MESSAGE = "Your card was declined."
 DELAYED_FAILURE_MESSAGE = "The customer's account has insufficient funds to cover this payment."
+# Stripe's fee for a card dispute in the US, in cents.
+DISPUTE_FEE = 1500
 
 
 def new_intent(
@@ -80,6 +83,8 @@ def attempt(
                 "bank_name": "STRIPE TEST BANK",
                 "fingerprint": charge["payment_method_details"]["card"]["fingerprint"],
                 "last4": "6789",
+                # The trace number the bank reports once the debit is sent.
+                "payment_reference": None,
                 "routing_number": "110000000",
             },
         }
@@ -98,12 +103,15 @@ def attempt(
 
 
 def _succeed(store: Store, intent: dict[str, Any], charge: dict[str, Any]) -> None:
+    """The payment succeeds. Payment intents capture asynchronously in this API version:
+    ``charge.succeeded`` and ``payment_intent.succeeded`` carry no balance transaction, and
+    ``charge.updated`` follows once it exists (Stripe's "Asynchronous capture" guide)."""
     charge.update(
         status="succeeded",
         paid=True,
         captured=True,
         amount_captured=charge["amount"],
-        balance_transaction=charge["balance_transaction"] or new_id("txn_"),
+        balance_transaction=None,
     )
     intent.update(
         status="succeeded",
@@ -113,6 +121,9 @@ def _succeed(store: Store, intent: dict[str, Any], charge: dict[str, Any]) -> No
     )
     emit(store, "charge.succeeded", charge)
     emit(store, "payment_intent.succeeded", intent)
+    before = store.snapshot(charge)
+    charge["balance_transaction"] = new_id("txn_")
+    emit(store, "charge.updated", charge, changes(before, charge))
 
 
 def _fail(
@@ -143,19 +154,25 @@ def _fail(
             "type": "issuer_declined",
         },
     )
-    intent.update(
-        status="requires_payment_method",
-        payment_method=None,
-        last_payment_error={
-            "charge": charge["id"],
-            "code": code,
-            "decline_code": decline_code,
-            "doc_url": "https://stripe.com/docs/error-codes/" + code.replace("_", "-"),
-            "message": message,
-            "payment_method": {"id": charge["payment_method"], "object": "payment_method"},
-            "type": "card_error",
-        },
+    method = objects.payment_method(
+        store,
+        details=charge["payment_method_details"],
+        email=charge["billing_details"]["email"],
+        name=charge["billing_details"]["name"],
+        customer_id=intent["customer"],
     )
+    method["id"] = charge["payment_method"]
+    error: dict[str, Any] = {
+        "charge": charge["id"],
+        "code": code,
+        "doc_url": "https://stripe.com/docs/error-codes/" + code.replace("_", "-"),
+        "message": message,
+        "payment_method": method,
+        "type": "card_error",
+    }
+    if decline_code is not None:  # absent, not null, when the bank gave none
+        error["decline_code"] = decline_code
+    intent.update(status="requires_payment_method", payment_method=None, last_payment_error=error)
     emit(store, "charge.failed", charge)
     emit(store, "payment_intent.payment_failed", intent)
 
@@ -194,17 +211,15 @@ def list_intents(store: Store, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_intent(store: Store, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """``POST /v1/payment_intents/{id}``: ``metadata``, ``description``, ``receipt_email``."""
+    """``POST /v1/payment_intents/{id}``: ``metadata``, ``description``, ``receipt_email``.
+
+    Stripe has no event for this: there is no ``payment_intent.updated``."""
     intent = store.get(intent_id, "payment_intent")
-    before = store.snapshot(intent)
     for field in ("description", "receipt_email"):
         if field in params:
             intent[field] = params[field] or None
     if "metadata" in params:
         intent["metadata"] = deep_merge_metadata(intent["metadata"], params["metadata"])
-    diff = changes(before, intent)
-    if diff:
-        emit(store, "payment_intent.updated", intent, diff)
     return intent
 
 
@@ -220,6 +235,21 @@ def list_charges(store: Store, params: dict[str, Any]) -> dict[str, Any]:
 
 
 # Refunds ----------------------------------------------------------------------------------
+
+
+def _charge_refunds(store: Store, charge: dict[str, Any]) -> dict[str, Any]:
+    """``expand[]=refunds`` on a charge: its refunds, newest first. Stripe leaves the list out
+    of charges (and of every ``charge.*`` event) unless it is asked for."""
+    data = [r for r in store.all("refund") if r["charge"] == charge["id"]]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "url": f"/v1/charges/{charge['id']}/refunds",
+    }
+
+
+register_computed("charge", "refunds", _charge_refunds)
 
 
 def _open_dispute(store: Store, charge: dict[str, Any]) -> dict[str, Any] | None:
@@ -312,7 +342,6 @@ def create_refund(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     before = store.snapshot(charge)
     charge["amount_refunded"] += amount
     charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
-    charge["refunds"]["data"].insert(0, refund)
     emit(store, "refund.created", refund)
     emit(store, "charge.refunded", charge, changes(before, charge))
     return refund
@@ -331,8 +360,10 @@ def settle_refund(store: Store, refund_id: str, status: str) -> dict[str, Any]:
     before = store.snapshot(refund)
     refund["status"] = status
     if status == "succeeded":
-        refund["destination_details"]["card"]["reference_status"] = "available"
-        emit(store, "refund.updated", refund, changes(before, refund))
+        refund["destination_details"]["card"].update(
+            reference_status="available", reference=new_id("")[:12]
+        )
+        _refund_updated(store, refund, before)
         return refund
     refund["failure_reason"] = "expired_or_canceled_card"
     refund["failure_balance_transaction"] = new_id("txn_")
@@ -340,9 +371,17 @@ def settle_refund(store: Store, refund_id: str, status: str) -> dict[str, Any]:
     charge = store.get(refund["charge"], "charge")
     charge["amount_refunded"] -= refund["amount"]
     charge["refunded"] = False
-    emit(store, "refund.updated", refund, changes(before, refund))
+    _refund_updated(store, refund, before)
     emit(store, "refund.failed", refund)
     return refund
+
+
+def _refund_updated(store: Store, refund: dict[str, Any], before: dict[str, Any]) -> None:
+    """A refund changed: ``refund.updated``, and ``charge.refund.updated`` as Stripe also sends
+    for refunds of card payments."""
+    diff = changes(before, refund)
+    emit(store, "refund.updated", refund, diff)
+    emit(store, "charge.refund.updated", refund, diff)
 
 
 def update_refund(store: Store, refund_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -351,9 +390,8 @@ def update_refund(store: Store, refund_id: str, params: dict[str, Any]) -> dict[
     before = store.snapshot(refund)
     if "metadata" in params:
         refund["metadata"] = deep_merge_metadata(refund["metadata"], params["metadata"])
-    diff = changes(before, refund)
-    if diff:
-        emit(store, "refund.updated", refund, diff)
+    if changes(before, refund):
+        _refund_updated(store, refund, before)
     return refund
 
 
@@ -394,7 +432,22 @@ def open_dispute(store: Store, spec: dict[str, Any]) -> dict[str, Any]:
         )
     )
     charge["disputed"] = True
+    # The disputed amount and the dispute fee leave the balance at once.
+    dispute["balance_transactions"].append(
+        objects.balance_transaction(
+            store,
+            amount=-amount,
+            currency=dispute["currency"],
+            source=dispute["id"],
+            type="adjustment",
+            reporting_category="dispute",
+            description=f"Chargeback withdrawal for {charge['id']}",
+            fee=DISPUTE_FEE,
+            fee_description="Dispute fee",
+        )
+    )
     emit(store, "charge.dispute.created", dispute)
+    emit(store, "charge.dispute.funds_withdrawn", dispute)
     return dispute
 
 
@@ -408,6 +461,21 @@ def close_dispute(store: Store, dispute_id: str, status: str) -> dict[str, Any]:
     before = store.snapshot(dispute)
     dispute["status"] = status
     emit(store, "charge.dispute.closed", dispute, changes(before, dispute))
+    if status == "won":
+        # Winning gives the disputed amount back.
+        before = store.snapshot(dispute)
+        dispute["balance_transactions"].append(
+            objects.balance_transaction(
+                store,
+                amount=dispute["amount"],
+                currency=dispute["currency"],
+                source=dispute["id"],
+                type="adjustment",
+                reporting_category="dispute_reversal",
+                description=f"Chargeback reversal for {dispute['charge']}",
+            )
+        )
+        emit(store, "charge.dispute.funds_reinstated", dispute, changes(before, dispute))
     return dispute
 
 
@@ -425,6 +493,7 @@ def update_dispute(store: Store, dispute_id: str, params: dict[str, Any]) -> dic
     if params.get("submit", True) and params.get("evidence"):
         dispute["status"] = "under_review"
         dispute["evidence_details"]["submission_count"] += 1
+        dispute["evidence_details"]["submission_method"] = "manual"
     diff = changes(before, dispute)
     if diff:
         emit(store, "charge.dispute.updated", dispute, diff)

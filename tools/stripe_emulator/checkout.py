@@ -193,10 +193,12 @@ def create_session(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             "phone_number_collection": {"enabled": False},
             "submit_type": params.get("submit_type"),
             "success_url": params.get("success_url"),
-            "return_url": params.get("return_url"),
             "ui_mode": params.get("ui_mode", "hosted_page"),
         },
     )
+    if params.get("return_url"):
+        # Embedded and custom UIs only: a hosted page's session has no return_url at all.
+        session["return_url"] = params["return_url"]
     session["url"] = f"{store.base_url}/checkout/{session['id']}"
     store.add(session)
     hidden = store.hidden(session["id"])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tools.stripe_emulator.errors import StripeError
-from tools.stripe_emulator.state import Store, kind_of
+from tools.stripe_emulator.state import Store
 
 # Fields that are not ids but are computed on demand when expanded.
 Computed = Callable[[Store, dict[str, Any]], Any]
@@ -50,9 +50,9 @@ def _expand(store: Store, obj: dict[str, Any], parts: list[str], full: str) -> N
     else:
         value = obj[field]
         if isinstance(value, str):
-            kind = kind_of(value)
+            # By the stored object, not the id's prefix: products may have ids of their own.
             target = store.objects.get(value)
-            if kind is None or target is None:
+            if target is None:
                 raise StripeError(f"This property cannot be expanded ({full}).", param="expand")
             obj[field] = copy.deepcopy(target)
         elif value is not None and not isinstance(value, dict):

@@ -1,10 +1,12 @@
 """Builders for Stripe objects, each starting from Stripe's published example (fixture).
 
-Every builder deep-copies the fixture of its resource (``fixtures/fixtures3.json``), then
-overrides what the emulator manages: ids with the right prefix, amounts, status, metadata,
-``livemode: false`` and ``created``. Fields the fixture fills with placeholder data that would
-mislead a client (a discount on a new customer, a transfer destination, shipping costs) are reset
-to what a freshly created object of that kind has in test mode.
+Every builder deep-copies the fixture of its resource (``fixtures/fixtures3.json``, brought to
+the pinned version by ``fixtures/endive.json``), then overrides what the emulator manages: ids
+with the right prefix, amounts, status, metadata, ``livemode: false`` (on the objects that have
+it) and ``created``. Fields the fixture fills with placeholder data that would mislead a client
+(a discount on a new customer, a transfer destination, shipping costs) are reset to what a
+freshly created object of that kind has in test mode. ``tests/emulator/test_conformance.py``
+checks every object built here against the pinned version's definitions.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tools.stripe_emulator.state import RequestInfo, Store, new_id
 
 API_VERSION = "2026-10-28.endive"
 FIXTURES_PATH = Path(__file__).parent / "fixtures" / "fixtures3.json"
+VERSION_OVERLAY_PATH = Path(__file__).parent / "fixtures" / "endive.json"
 
 # Currencies whose amounts have no minor unit (Stripe's list).
 ZERO_DECIMAL = frozenset(
@@ -32,7 +35,27 @@ _SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "a
 @functools.cache
 def _resources() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(FIXTURES_PATH.read_text(encoding="utf-8"))["resources"]
+    overlay = json.loads(VERSION_OVERLAY_PATH.read_text(encoding="utf-8"))["resources"]
+    for name, change in overlay.items():
+        apply_overlay(data[name], change)
     return data
+
+
+def _walk(obj: Any, parts: list[str]) -> Any:
+    for part in parts:
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    return obj
+
+
+def apply_overlay(obj: dict[str, Any], change: dict[str, Any]) -> None:
+    """Apply one resource's entry of ``fixtures/endive.json``: ``set`` dotted paths to values,
+    ``remove`` dotted paths. A path whose parent is missing is an error, not a silent no-op."""
+    for path, value in change.get("set", {}).items():
+        *parents, leaf = path.split(".")
+        _walk(obj, parents)[leaf] = copy.deepcopy(value)
+    for path in change.get("remove", []):
+        *parents, leaf = path.split(".")
+        del _walk(obj, parents)[leaf]
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -53,7 +76,8 @@ def format_amount(amount: int, currency: str) -> str:
 def _base(store: Store, resource: str, prefix: str, /, **overrides: Any) -> dict[str, Any]:
     obj = fixture(resource)
     obj["id"] = new_id(prefix) if prefix else obj.get("id")
-    obj["livemode"] = False
+    if "livemode" in obj:  # refunds and subscription items have none
+        obj["livemode"] = False
     if "created" in obj:
         obj["created"] = store.now()
     if "metadata" in obj:
@@ -288,6 +312,135 @@ def card_details(last4: str, brand: str = "visa") -> dict[str, Any]:
     return dict(details)
 
 
+def payment_method(
+    store: Store,
+    *,
+    details: dict[str, Any],
+    email: str | None,
+    name: str | None,
+    customer_id: str | None,
+) -> dict[str, Any]:
+    """The payment method a payment attempt used (``last_payment_error.payment_method``), a
+    card or a bank account after the charge's ``payment_method_details``."""
+    obj = _base(
+        store,
+        "payment_method",
+        "pm_",
+        allow_redisplay="unspecified",
+        billing_details={
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": email,
+            "name": name,
+            "phone": None,
+            "tax_id": None,
+        },
+        customer=customer_id,
+    )
+    if details["type"] == "us_bank_account":
+        bank = details["us_bank_account"]
+        del obj["card"]
+        obj["type"] = "us_bank_account"
+        obj["us_bank_account"] = {
+            "account_holder_type": bank["account_holder_type"],
+            "account_type": bank["account_type"],
+            "bank_name": bank["bank_name"],
+            "financial_connections_account": None,
+            "fingerprint": bank["fingerprint"],
+            "last4": bank["last4"],
+            "networks": {"preferred": "ach", "supported": ["ach"]},
+            "routing_number": bank["routing_number"],
+            "status_details": None,
+        }
+        return obj
+    card = details["card"]
+    obj["card"].update(
+        brand=card["brand"],
+        exp_month=card["exp_month"],
+        exp_year=card["exp_year"],
+        fingerprint=card["fingerprint"],
+        last4=card["last4"],
+        wallet=None,
+    )
+    obj["card"]["generated_from"] = None
+    return obj
+
+
+def balance_transaction(
+    store: Store,
+    *,
+    amount: int,
+    currency: str,
+    source: str,
+    type: str,
+    reporting_category: str,
+    description: str,
+    fee: int = 0,
+    fee_description: str | None = None,
+) -> dict[str, Any]:
+    """A balance transaction (pending, available in two days), as disputes embed them."""
+    fee_details = []
+    if fee:
+        fee_details.append(
+            {
+                "amount": fee,
+                "application": None,
+                "currency": currency,
+                "description": fee_description,
+                "type": "stripe_fee",
+            }
+        )
+    return _base(
+        store,
+        "balance_transaction",
+        "txn_",
+        amount=amount,
+        available_on=store.now() + 2 * 86400,
+        balance_type="payments",
+        currency=currency,
+        description=description,
+        exchange_rate=None,
+        fee=fee,
+        fee_details=fee_details,
+        net=amount - fee,
+        reporting_category=reporting_category,
+        source=source,
+        status="pending",
+        type=type,
+    )
+
+
+def invoice_payment(
+    store: Store, invoice_obj: dict[str, Any], intent: dict[str, Any]
+) -> dict[str, Any]:
+    """The payment of an invoice by a payment intent (``invoice.payments``)."""
+    paid = intent["status"] == "succeeded"
+    obj = _base(
+        store,
+        "invoice_payment",
+        "inpay_",
+        amount_paid=intent["amount_received"] if paid else None,
+        amount_requested=intent["amount"],
+        currency=intent["currency"],
+        invoice=invoice_obj["id"],
+        is_default=True,
+        payment={"payment_intent": intent["id"], "type": "payment_intent"},
+        status="paid" if paid else "open",
+        status_transitions={
+            "canceled_at": None,
+            "paid_at": invoice_obj["status_transitions"]["paid_at"] if paid else None,
+        },
+    )
+    obj["created"] = intent["created"]
+    return obj
+
+
 def charge(
     store: Store,
     intent: dict[str, Any],
@@ -307,7 +460,7 @@ def charge(
         amount=intent["amount"],
         amount_captured=intent["amount"] if succeeded else 0,
         amount_refunded=0,
-        balance_transaction=new_id("txn_") if succeeded else None,
+        balance_transaction=None,
         billing_details={
             "address": {
                 "city": None,
@@ -354,12 +507,7 @@ def charge(
         status=status,
         transfer_data=None,
     )
-    obj["refunds"] = {
-        "object": "list",
-        "data": [],
-        "has_more": False,
-        "url": f"/v1/charges/{obj['id']}/refunds",
-    }
+    # No ``refunds`` list: Stripe includes it only with ``expand[]=refunds`` (see charges.py).
     obj["receipt_url"] = f"https://pay.stripe.com/receipts/payment/{obj['id']}"
     return obj
 
@@ -383,9 +531,9 @@ def refund(
         charge=charge_obj["id"],
         currency=charge_obj["currency"],
         customer=charge_obj.get("customer"),
+        # ``reference`` (the acquirer reference number) is absent until the network assigns it.
         destination_details={
             "card": {
-                "reference": None,
                 "reference_status": "pending",
                 "reference_type": "acquirer_reference_number",
                 "type": "refund",
@@ -444,7 +592,12 @@ def subscription(
         cancel_at=None,
         cancel_at_period_end=False,
         canceled_at=None,
-        cancellation_details={"comment": None, "feedback": None, "reason": None},
+        cancellation_details={
+            "comment": None,
+            "feedback": None,
+            "feedback_option": None,
+            "reason": None,
+        },
         created=start,
         currency=currency,
         customer=customer_id,
@@ -467,14 +620,18 @@ def subscription(
         status="active",
         transfer_data=None,
         trial_end=None,
-        trial_settings={"end_behavior": {"missing_payment_method": "create_invoice"}},
+        trial_settings={
+            "end_behavior": {
+                "billing_cycle_anchor": None,
+                "missing_payment_method": "create_invoice",
+            }
+        },
         trial_start=None,
     )
     obj["items"] = {
         "object": "list",
         "data": [],
         "has_more": False,
-        "total_count": 0,
         "url": f"/v1/subscription_items?subscription={obj['id']}",
     }
     return obj
@@ -536,7 +693,6 @@ def invoice(
         shipping_details=None,
         starting_balance=customer_obj.get("balance", 0),
         status="draft",
-        subscription=subscription_obj["id"] if subscription_obj else None,
         subtotal=0,
         subtotal_excluding_tax=0,
         total=0,
@@ -561,7 +717,6 @@ def invoice(
         "object": "list",
         "data": [],
         "has_more": False,
-        "total_count": 0,
         "url": f"/v1/invoices/{obj['id']}/lines",
     }
     return obj
@@ -608,6 +763,18 @@ def invoice_line(
                 "subscription_item": subscription_item_id,
             },
             "type": "subscription_item_details",
+        }
+        if subscription_item_id is not None
+        # A one-time price bought with a subscription is billed as an invoice item.
+        else {
+            "invoice_item_details": {
+                "invoice_item": invoice_item_id or new_id("ii_"),
+                "proration": proration,
+                "proration_details": {"credited_items": None},
+                "subscription": subscription_id,
+            },
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
         },
         pricing={
             "price_details": {"price": price_obj["id"], "product": price_obj["product"]},

@@ -40,6 +40,7 @@ KIND_BY_PREFIX = {
     "sub_": "subscription",
     "si_": "subscription_item",
     "in_": "invoice",
+    "inpay_": "invoice_payment",
     "ii_": "invoiceitem",
     "dp_": "dispute",
     "evt_": "event",
