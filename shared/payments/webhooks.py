@@ -127,6 +127,11 @@ def is_handled(event_type: str) -> bool:
     return event_type in _HANDLERS
 
 
+def handled_event_types() -> tuple[str, ...]:
+    """Every event type the worker acts on: what a Stripe webhook endpoint must send."""
+    return tuple(sorted(_HANDLERS))
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
