@@ -145,14 +145,16 @@ class SecretCache:
 _cache = SecretCache(_PowertoolsFetcher())
 
 
-def get_secret(reference: str) -> str:
-    """The value kept at ``reference`` (an ARN, or a Secrets Manager name), cached."""
-    return _cache.get(reference)
+def get_secret(reference: str, variable: str = "secret") -> str:
+    """The value kept at ``reference`` (an ARN, or a Secrets Manager name), cached;
+    ``variable`` names it in the error when it cannot be read."""
+    return _cache.get(reference, variable)
 
 
-def use_fetcher(fetcher: SecretFetcher) -> None:
-    """Read secrets with ``fetcher`` from now on (and forget values read another way)."""
-    _cache.fetcher = fetcher
+def use_fetcher(fetcher: SecretFetcher | None = None) -> None:
+    """Read secrets with ``fetcher`` from now on (None: a fresh Powertools one) and forget
+    the values read so far."""
+    _cache.fetcher = fetcher or _PowertoolsFetcher()
     _cache.clear()
 
 
