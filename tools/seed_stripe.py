@@ -157,7 +157,8 @@ def ensure_webhook_endpoint(
 def _report_endpoint(result: EndpointResult, url: str, *, dry_run: bool) -> None:
     verb = {"created": "create", "updated": "update"}.get(result.action)
     if dry_run and verb:
-        print(f"webhook endpoint: would {verb} {result.endpoint_id or ''} for {url}".rstrip())
+        which = f" {result.endpoint_id}" if result.endpoint_id else ""
+        print(f"webhook endpoint: would {verb}{which} for {url}")
     elif result.action == "unchanged":
         print(f"webhook endpoint {result.endpoint_id} already sends every handled event")
     else:
