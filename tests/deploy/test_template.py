@@ -101,6 +101,14 @@ def test_every_function_rolls_out_behind_an_alarm_that_exists(function: str) -> 
         assert RESOURCES[str(_ref(alarm))]["Type"] == "AWS::CloudWatch::Alarm"
 
 
+def test_a_change_to_the_shared_layer_alone_publishes_new_versions() -> None:
+    # The alias moves only to a new version, and by default a version is hashed on the
+    # function's own code: the domain code in the layer would otherwise never go live.
+    for function in FUNCTIONS.values():
+        assert function["Properties"]["AutoPublishAliasAllProperties"] is True
+    assert RESOURCES["SharedLayer"]["Properties"]["PublishLambdaVersion"] is True
+
+
 def test_rollback_alarms_are_error_alarms_never_backlog_ones() -> None:
     # A backlog alarm already firing would block the very deployment that fixes its cause.
     triggers = {
