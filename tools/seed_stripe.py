@@ -1,12 +1,18 @@
-"""Create or update the catalog's products and prices in a Stripe account, idempotently.
+"""Set up a Stripe account for the service, idempotently: catalog prices and the webhook endpoint.
 
-    python -m tools.seed_stripe            # uses STRIPE_SECRET_KEY (and STRIPE_API_BASE if set)
-    python -m tools.seed_stripe --dry-run  # show what would change
+    python -m tools.seed_stripe                       # prices, with STRIPE_SECRET_KEY
+    python -m tools.seed_stripe --webhook-url https://<api>/v1/webhooks/stripe
+    python -m tools.seed_stripe --webhook-url … --dry-run   # show what would change
 
 Each catalog product becomes a Stripe product with the same id, and a price carrying the
 product's ``lookup_key``. A price whose amount, currency or interval drifted is replaced: a new
 price takes over the lookup key (``transfer_lookup_key``) and the old one is deactivated, so
-checkout never sells at a price the website does not show. Re-running changes nothing.
+checkout never sells at a price the website does not show.
+
+With ``--webhook-url``, the account gets one enabled endpoint for that URL sending exactly the
+event types the worker handles (``payments.webhooks.handled_event_types``), on the API version
+the service is written against. A new endpoint's signing secret is printed once: Stripe never
+shows it again through the API (the Dashboard can reveal it). Re-running changes nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +20,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
 
 import stripe
 
 from payments.catalog import Product, load_catalog
+from payments.webhooks import handled_event_types
+
+ENDPOINT_DESCRIPTION = "Payments service (tools.seed_stripe)"
+
+
+def stripe_client(api_key: str, api_base: str | None = None) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key, base_addresses={"api": api_base} if api_base else {}, max_network_retries=2
+    )
 
 
 def _matches(price: stripe.Price, product: Product) -> bool:
@@ -34,9 +52,7 @@ def seed_catalog(
     api_key: str, api_base: str | None = None, *, dry_run: bool = False, quiet: bool = False
 ) -> list[str]:
     """Bring Stripe in line with the catalog; return what changed."""
-    client = stripe.StripeClient(
-        api_key, base_addresses={"api": api_base} if api_base else {}, max_network_retries=2
-    )
+    client = stripe_client(api_key, api_base)
     changes: list[str] = []
     catalog = load_catalog()
     existing = {
@@ -78,17 +94,103 @@ def seed_catalog(
     return changes
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class EndpointResult:
+    """What ``ensure_webhook_endpoint`` did: ``created``, ``updated`` or ``unchanged``."""
+
+    action: str
+    endpoint_id: str | None
+    # Only when the endpoint was created now: Stripe shows it in this one answer.
+    secret: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _endpoints_for(client: stripe.StripeClient, url: str) -> list[stripe.WebhookEndpoint]:
+    listed = client.v1.webhook_endpoints.list(params={"limit": 100})
+    return [endpoint for endpoint in listed.auto_paging_iter() if endpoint.url == url]
+
+
+def ensure_webhook_endpoint(
+    api_key: str, url: str, api_base: str | None = None, *, dry_run: bool = False
+) -> EndpointResult:
+    """One enabled endpoint for ``url`` with exactly the handled event types."""
+    client = stripe_client(api_key, api_base)
+    # Typed as Stripe's list of event names; ours are checked against it by the API.
+    wanted: Any = list(handled_event_types())
+    found = _endpoints_for(client, url)
+    if not found:
+        if dry_run:
+            return EndpointResult("created", None, notes=(f"would send {len(wanted)} events",))
+        created = client.v1.webhook_endpoints.create(
+            params={
+                "url": url,
+                "enabled_events": wanted,
+                "api_version": cast(Any, stripe.api_version),
+                "description": ENDPOINT_DESCRIPTION,
+            },
+            # Re-runs are made idempotent by the lookup above; this key makes a retried
+            # request of this run create one endpoint, not two.
+            options={"idempotency_key": f"seed-webhook-endpoint-{uuid.uuid4()}"},
+        )
+        return EndpointResult("created", created.id, secret=created.secret)
+    endpoint, *duplicates = found
+    notes = [
+        f"another endpoint {other.id} has the same URL: delete it in the Stripe Dashboard "
+        "(each endpoint signs with its own secret, so only one can match the service's)"
+        for other in duplicates
+    ]
+    if endpoint.api_version and endpoint.api_version != stripe.api_version:
+        notes.append(
+            f"endpoint {endpoint.id} sends API version {endpoint.api_version}, the service is "
+            f"written for {stripe.api_version}: delete it and run this again"
+        )
+    if sorted(endpoint.enabled_events) == sorted(wanted) and endpoint.status == "enabled":
+        return EndpointResult("unchanged", endpoint.id, notes=tuple(notes))
+    if not dry_run:
+        client.v1.webhook_endpoints.update(
+            endpoint.id,
+            params={"enabled_events": wanted, "disabled": False},
+        )
+    return EndpointResult("updated", endpoint.id, notes=tuple(notes))
+
+
+def _report_endpoint(result: EndpointResult, url: str, *, dry_run: bool) -> None:
+    verb = {"created": "create", "updated": "update"}.get(result.action)
+    if dry_run and verb:
+        which = f" {result.endpoint_id}" if result.endpoint_id else ""
+        print(f"webhook endpoint: would {verb}{which} for {url}")
+    elif result.action == "unchanged":
+        print(f"webhook endpoint {result.endpoint_id} already sends every handled event")
+    else:
+        print(f"webhook endpoint {result.endpoint_id} {result.action} for {url}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    if result.secret:
+        print(
+            "\nSigning secret of the new endpoint (shown once; Stripe will not show it through "
+            f"the API again):\n\n    {result.secret}\n\nSet it as the stack's StripeWebhookSecret "
+            "parameter (docs/deploy.md, 'Stripe webhook')."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--dry-run", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--dry-run", action="store_true", help="show what would change")
+    parser.add_argument(
+        "--webhook-url", help="also set up the webhook endpoint: <ApiUrl>/v1/webhooks/stripe"
+    )
+    args = parser.parse_args(argv)
     key = os.environ.get("STRIPE_SECRET_KEY")
     if not key:
         print("STRIPE_SECRET_KEY is not set", file=sys.stderr)
         return 2
-    seed_catalog(key, os.environ.get("STRIPE_API_BASE"), dry_run=args.dry_run)
+    api_base = os.environ.get("STRIPE_API_BASE")
+    seed_catalog(key, api_base, dry_run=args.dry_run)
+    if args.webhook_url:
+        result = ensure_webhook_endpoint(key, args.webhook_url, api_base, dry_run=args.dry_run)
+        _report_endpoint(result, args.webhook_url, dry_run=args.dry_run)
     return 0
 
 

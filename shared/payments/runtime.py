@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from payments.adapters.secrets import refresh_secrets
 from payments.observability import init_sentry
 from payments.settings import Settings, get_settings
 
@@ -13,6 +14,9 @@ def bootstrap(*required: str, store: bool = False) -> Settings:
     first (cold) invocation pays for it, and a missing variable fails that first invocation
     with the variable's name.
     """
+    if refresh_secrets():
+        # A secret changed where it is kept (a rotated key): rebuild what depends on it.
+        get_settings.cache_clear()
     settings = get_settings().require(*required)
     if store:
         settings.require_store()

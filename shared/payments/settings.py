@@ -7,12 +7,14 @@ with a KeyError in the middle of a payment.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from payments.adapters.secrets import resolve_references
 from payments.errors import ConfigurationError
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -112,7 +114,8 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings of this container, read and validated once."""
     try:
-        return Settings()
+        # A deployed function names where each secret is kept (``<NAME>_ARN``), not its value.
+        return Settings(**resolve_references(os.environ, Settings.model_fields))
     except ValidationError as exc:
         fields = ", ".join(str(err["loc"][0]).upper() for err in exc.errors() if err["loc"])
         raise ConfigurationError(f"invalid environment variable(s): {fields}") from None

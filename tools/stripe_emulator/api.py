@@ -12,7 +12,14 @@ from typing import Any
 from stripe import params as sp
 from stripe.params import checkout as sp_checkout
 
-from tools.stripe_emulator import billing, catalog, charges, checkout, events
+from tools.stripe_emulator import (
+    billing,
+    catalog,
+    charges,
+    checkout,
+    events,
+    webhook_endpoints,
+)
 from tools.stripe_emulator.errors import StripeError
 from tools.stripe_emulator.faults import FaultRegistry
 from tools.stripe_emulator.state import Store
@@ -369,6 +376,37 @@ API_ROUTES: list[Route] = [
         lambda e, a, p: events.retrieve(e.store, _arg(a)),
     ),
     Route("GET", "/v1/events", sp.EventListParams, lambda e, a, p: events.list_events(e.store, p)),
+    # Webhook endpoints
+    Route(
+        "POST",
+        "/v1/webhook_endpoints",
+        sp.WebhookEndpointCreateParams,
+        lambda e, a, p: webhook_endpoints.create_endpoint(e.store, p),
+    ),
+    Route(
+        "GET",
+        "/v1/webhook_endpoints/{endpoint}",
+        sp.WebhookEndpointRetrieveParams,
+        _get("webhook_endpoint"),
+    ),
+    Route(
+        "POST",
+        "/v1/webhook_endpoints/{endpoint}",
+        sp.WebhookEndpointUpdateParams,
+        lambda e, a, p: webhook_endpoints.update_endpoint(e.store, _arg(a), p),
+    ),
+    Route(
+        "DELETE",
+        "/v1/webhook_endpoints/{endpoint}",
+        sp.WebhookEndpointDeleteParams,
+        lambda e, a, p: webhook_endpoints.delete_endpoint(e.store, _arg(a)),
+    ),
+    Route(
+        "GET",
+        "/v1/webhook_endpoints",
+        sp.WebhookEndpointListParams,
+        lambda e, a, p: webhook_endpoints.list_endpoints(e.store, p),
+    ),
 ]
 
 

@@ -44,6 +44,7 @@ KIND_BY_PREFIX = {
     "ii_": "invoiceitem",
     "dp_": "dispute",
     "evt_": "event",
+    "we_": "webhook_endpoint",
 }
 
 
