@@ -641,13 +641,17 @@
       },
       function (error) {
         clear(body);
-        tell(
-          line,
-          error.status === 404
-            ? "Pipeline status is not available on this deployment yet."
-            : messageOf(error, "The pipeline status could not be loaded."),
-          error.status === 404 ? "info" : "error"
-        );
+        if (error.status === 404) {
+          // A state of the deployment, not the outcome of a click: it stays in the body.
+          body.appendChild(
+            el("p", {
+              "data-pe": "pipeline-unavailable",
+              text: "Pipeline status is not available on this deployment yet.",
+            })
+          );
+          return;
+        }
+        tell(line, messageOf(error, "The pipeline status could not be loaded."), "error");
       }
     );
   }
