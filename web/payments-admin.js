@@ -170,12 +170,20 @@
         "data-pe": "find-form",
         onsubmit: function (event) {
           event.preventDefault();
-          admin.search = {
+          var wanted = {
             member: member.value.trim(),
             payment_intent: intent.value.trim(),
             from: from.value,
             to: to.value,
           };
+          // Say what an id looks like here, rather than pass on the service's pattern.
+          var problem = searchProblem(wanted);
+          if (problem) {
+            clearMessages(block);
+            tell(part(block, "find-message"), problem, "error");
+            return;
+          }
+          admin.search = wanted;
           searchPayments(block, search, false);
         },
       },
@@ -262,6 +270,19 @@
     analytics.appendChild(messageLine("analytics-message"));
     analytics.appendChild(el("div", { "data-pe": "analytics-body" }));
     loadAnalytics(block, aFrom.value, aTo.value, show);
+  }
+
+  function searchProblem(search) {
+    if (search.member && !/^[A-Za-z0-9_:-]{1,128}$/.test(search.member)) {
+      return "A member id has letters, digits, _ and - only, like mem_abc123.";
+    }
+    if (search.payment_intent && !/^pi_[A-Za-z0-9_]{1,200}$/.test(search.payment_intent)) {
+      return "A payment intent starts with pi_, like pi_3NxYz… in the Stripe Dashboard.";
+    }
+    if (search.from && search.to && search.from > search.to) {
+      return "The first day must be on or before the last one.";
+    }
+    return null;
   }
 
   function searchQuery(search, cursor) {

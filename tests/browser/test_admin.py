@@ -117,6 +117,11 @@ def test_an_admin_finds_a_payment_refunds_part_of_it_and_sees_the_refund(
     page.fill(_pe("find-to"), today)
     page.click(_pe("find-submit"))
     page.wait_for_selector(f'{_pe("find-table")} tr[data-payment-intent="{payment_intent}"]')
+    # And an id that is not a payment intent is explained rather than searched for
+    page.fill(_pe("find-intent"), "ch_3NxYz")
+    page.click(_pe("find-submit"))
+    assert page.inner_text(_pe("find-message")).startswith("A payment intent starts with pi_")
+    page.fill(_pe("find-intent"), "")
 
     # And the analytics chart draws the net of the range, one bar per product with figures
     page.fill(_pe("analytics-from"), today)
