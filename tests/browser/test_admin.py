@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.browser.support import (
@@ -207,6 +208,41 @@ def test_the_console_works_with_the_keyboard_and_shows_where_the_focus_is(
         )
         == []
     )
+
+
+def test_the_admin_pages_through_a_members_payments_with_load_more(
+    page: Any, local_stack: LocalStack, shot: Callable[[str], Path]
+) -> None:
+    # Given a member with 23 payments (written straight into the database: only the paging
+    # is under test here)
+    member_id = new_member()
+    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        for n in range(23):
+            conn.execute(
+                "insert into purchases (checkout_session_id, payment_intent_id, member_id,"
+                " product, amount, currency, status, created_at)"
+                " values (%s, %s, %s, 'website_audit_feedback', 7900, 'usd', 'paid',"
+                " now() - make_interval(mins => %s))",
+                (f"cs_page_{member_id}_{n}", f"pi_page{n:02d}{member_id[-8:]}", member_id, n),
+            )
+    _open_console(page, local_stack, local_stack.admin_id)
+    page.wait_for_selector(f'{ADMIN}[data-admin-state="ready"]')
+
+    # When the admin searches for them: one page of 20, newest first, and Load more
+    page.fill(_pe("find-member"), member_id)
+    page.click(_pe("find-submit"))
+    rows = f"{_pe('find-table')} tbody tr"
+    page.wait_for_function("(s) => document.querySelectorAll(s).length === 20", arg=rows)
+    assert page.is_visible(_pe("find-more"))
+    page.click(_pe("find-more"))
+
+    # Then the last three follow, each payment once, and there is nothing more to load
+    page.wait_for_function("(s) => document.querySelectorAll(s).length === 23", arg=rows)
+    intents = page.eval_on_selector_all(rows, "(trs) => trs.map((tr) => tr.dataset.paymentIntent)")
+    assert intents == [f"pi_page{n:02d}{member_id[-8:]}" for n in range(23)]
+    assert page.is_hidden(_pe("find-more"))
+    assert page.inner_text(f"{_pe('find-table')} caption") == "23 payments, newest first"
+    shot("paged")
 
 
 @pytest.mark.skip(reason="needs pipeline")
