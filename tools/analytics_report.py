@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from payments import errors
 from payments.adapters.store import Store, get_store
 from payments.analytics import AnalyticsReport, Figures, PeriodFigures, analytics_report
-from payments.catalog import format_amount
+from payments.catalog import format_amount, load_catalog
 from payments.settings import get_settings
-from tools.png_chart import Series, bar_chart
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLUMNS = (
     "period",
@@ -89,22 +93,85 @@ def format_table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def chart(report: AnalyticsReport) -> bytes:
-    """Net per month, one bar per product."""
+def net_by_month(report: AnalyticsReport) -> tuple[list[str], dict[str, list[int]]]:
+    """Months of the range that have figures, and each product's net per month. Products with
+    no payment, refund or dispute in the range are left out (they would only add a legend entry
+    with empty bars)."""
     months = sorted({f.period for f in report.monthly})
-    products = sorted({f.product for f in report.monthly})
-    net = {(f.period, f.product): 0 for f in report.monthly}
-    for f in report.monthly:
-        net[(f.period, f.product)] += f.net
-    series = [Series(p, [net.get((m, p), 0) for m in months]) for p in products]
-    top = max([0, *(v for s in series for v in s.values)])
-    title = f"NET BY MONTH {report.date_from.isoformat()} TO {report.date_to.isoformat()}"
-    return bar_chart(
-        title,
-        [m.strftime("%Y-%m") for m in months],
-        series,
-        value_label=format_amount(top, "usd") if top else "",
+    net: dict[str, list[int]] = {}
+    active = {f.product for f in report.monthly if f.gross or f.refunds or f.disputes}
+    for product in sorted(active):
+        by_month = {f.period: 0 for f in report.monthly}
+        for f in report.monthly:
+            if f.product == product:
+                by_month[f.period] += f.net
+        net[product] = [by_month[m] for m in months]
+    return [m.strftime("%Y-%m") for m in months], net
+
+
+def _product_name(product_id: str) -> str:
+    for product in load_catalog().products:
+        if product.id == product_id:
+            return product.name
+    return product_id
+
+
+def chart_figure(report: AnalyticsReport) -> Figure:
+    """Net per month, one labelled bar per product, as a matplotlib figure (no pyplot: no
+    global state, no display needed)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    currency = report.by_product[0].currency if report.by_product else "usd"
+    months, net = net_by_month(report)
+    figure = Figure(figsize=(10, 5.6), dpi=100, layout="constrained")
+    axes = figure.subplots()
+    axes.set_title(
+        f"Net revenue by month, {report.date_from.isoformat()} to {report.date_to.isoformat()}",
+        fontsize=13,
+        loc="left",
     )
+    money = FuncFormatter(lambda value, _: format_amount(round(value), currency))
+    axes.yaxis.set_major_formatter(money)
+    axes.axhline(0, color="#555555", linewidth=0.8)
+    axes.grid(axis="y", color="#e3e6ee")
+    axes.set_axisbelow(True)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    if not net:
+        axes.set_xticks([])
+        axes.text(
+            0.5,
+            0.5,
+            "No payments in this range",
+            transform=axes.transAxes,
+            ha="center",
+            va="center",
+            color="#5d6475",
+        )
+        return figure
+    width = 0.8 / len(net)
+    for index, (product, values) in enumerate(net.items()):
+        offsets = [m + (index - (len(net) - 1) / 2) * width for m in range(len(months))]
+        bars = axes.bar(offsets, values, width * 0.95, label=_product_name(product))
+        axes.bar_label(
+            bars,
+            labels=[format_amount(v, currency) if v else "" for v in values],
+            padding=2,
+            fontsize=8,
+        )
+    axes.set_xticks(range(len(months)), months)
+    axes.margins(y=0.12)
+    figure.legend(frameon=False, loc="outside lower center", ncols=min(len(net), 4))
+    return figure
+
+
+def chart(report: AnalyticsReport) -> bytes:
+    """The chart of ``chart_figure`` as PNG bytes."""
+    out = io.BytesIO()
+    # No "Software" tag: the same figures give the same bytes whatever the library version.
+    chart_figure(report).savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
 
 
 def write_report(report: AnalyticsReport, out: Path) -> list[Path]:

@@ -42,6 +42,8 @@
     if (signOut) signOut.hidden = !member;
     var signIn = document.querySelector("[data-demo-sign-in] button[type=submit]");
     if (signIn) signIn.textContent = member ? "Switch member" : "Sign in";
+    var input = document.querySelector("[data-demo-sign-in] input");
+    if (input && member) input.value = member.id;
   }
 
   function signIn(memberId) {

@@ -1,4 +1,5 @@
-"""Member data API: a member's payment history, export and erasure; admin erasure and analytics.
+"""Member data API: a member's payment history, export and erasure; admin erasure, analytics
+and payment search.
 
 Every route authenticates the Memberstack token first; member reads then run under RLS as that
 member, admin routes refuse anyone not in ADMIN_MEMBER_IDS.
@@ -13,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from payments import analytics, member_data
+from payments import admin_payments, analytics, member_data
 from payments.adapters.store import Store, get_store
 from payments.auth import Member, current_member, require_admin
 from payments.deadline import start_invocation
@@ -102,6 +103,36 @@ def payment_analytics(
     require_admin(admin, "analytics")
     report = analytics.analytics_report(_store(), date_from, date_to)
     return json_response(200, report.model_dump(mode="json", by_alias=True), NO_STORE)
+
+
+@app.get(
+    "/v1/admin/payments",
+    summary="Find payments by member, payment intent or date range, with their refunds (admin)",
+    responses=ok_response(
+        admin_payments.AdminPaymentsPage, "One page of payments", 200, 400, 401, 403, 422, 503
+    ),
+)
+def find_payments(
+    member: Annotated[
+        str | None, Query(pattern=admin_payments.MEMBER_ID_PATTERN, description="Memberstack id")
+    ] = None,
+    payment_intent: Annotated[
+        str | None, Query(pattern=admin_payments.PAYMENT_INTENT_PATTERN)
+    ] = None,
+    date_from: Annotated[date | None, Query(alias="from", description="First UTC day")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last UTC day")] = None,
+    limit: Annotated[int, Query(ge=1, le=admin_payments.MAX_PAGE_SIZE)] = (
+        admin_payments.DEFAULT_PAGE_SIZE
+    ),
+    cursor: Annotated[str | None, Query(max_length=admin_payments.MAX_CURSOR_LENGTH)] = None,
+) -> Response[str]:
+    admin = _member()
+    require_admin(admin, "find_payments")
+    search = admin_payments.PaymentSearch(
+        member=member, payment_intent=payment_intent, date_from=date_from, date_to=date_to
+    )
+    page = admin_payments.find_payments(_store(), search, limit=limit, cursor=cursor)
+    return json_response(200, page.model_dump(mode="json"), NO_STORE)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,5 +1,5 @@
 """Subscriptions function: subscribe to a plan, preview and change it, cancel, pause, resume,
-and list the member's subscriptions.
+list the member's subscriptions, and open Stripe's Billing Portal for the member.
 
 Every route authenticates the Memberstack token; routes on one subscription act only for its
 owner (anyone else gets 404). ``payments.subscriptions`` holds the rules.
@@ -7,6 +7,7 @@ owner (anyone else gets 404). ``payments.subscriptions`` holds the rules.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -15,8 +16,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from payments import subscriptions
+from payments import billing_portal, subscriptions
 from payments.adapters.store import get_store
+from payments.adapters.stripe_service import get_stripe
 from payments.adapters.stripe_subscriptions import get_stripe_subscriptions
 from payments.auth import Member, current_member
 from payments.checkout import checkout_deps
@@ -97,6 +99,10 @@ class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class BillingPortalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 class CheckoutSessionOut(BaseModel):
     id: str
     url: str
@@ -110,6 +116,17 @@ def _deps(settings: Settings) -> subscriptions.SubscriptionDeps:
         subscriptions=get_stripe_subscriptions(settings),
         quote_secret=subscriptions.quote_secret(
             secret.get_secret_value() if secret else None, settings.value("stripe_secret_key")
+        ),
+    )
+
+
+@lru_cache(maxsize=1)
+def _portal_deps(settings: Settings) -> billing_portal.PortalDeps:
+    return billing_portal.PortalDeps(
+        store=get_store(settings),
+        stripe=get_stripe(settings),
+        return_url=billing_portal.account_url(
+            settings.account_url, settings.value("checkout_success_url")
         ),
     )
 
@@ -252,6 +269,29 @@ def my_subscriptions() -> Response[str]:
     member = _member()
     listed = subscriptions.member_subscriptions(get_store(get_settings()), member.id)
     return json_response(200, listed.model_dump(mode="json"), NO_STORE)
+
+
+@app.post(
+    "/v1/billing-portal",
+    summary="Open Stripe's Billing Portal (card, invoices) for the member's customer",
+    responses=ok_response(
+        billing_portal.BillingPortalSession,
+        "The portal session to redirect to",
+        200,
+        400,
+        401,
+        409,
+        502,
+        503,
+    ),
+)
+def open_billing_portal(body: BillingPortalRequest | None = None) -> Response[str]:
+    member = _member()
+    session = billing_portal.open_billing_portal(
+        _portal_deps(get_settings()), member, client_key=_client_key(), now=time.time()
+    )
+    logger.info("billing portal opened", extra={"member_id": member.id})
+    return json_response(200, session.model_dump(mode="json"), NO_STORE)
 
 
 @logger.inject_lambda_context(clear_state=True)

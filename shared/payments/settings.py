@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     checkout_success_url: str | None = None
     checkout_cancel_url: str | None = None
+    # The member account page the Billing Portal returns to; derived from the F5 page when unset.
+    account_url: str | None = None
     # A member may buy a one-time track they already own (default: 409 already_purchased, and
     # a payment that gets through anyway is refunded in full by the worker).
     allow_repeat_purchases: bool = False

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import struct
-import zlib
 from datetime import date
 from pathlib import Path
 
@@ -15,7 +13,6 @@ from payments.adapters.store import Store
 from payments.analytics import analytics_report, check_range
 from tests.member_data.rows import Rows
 from tools import analytics_report as report_tool
-from tools.png_chart import Series, bar_chart
 
 BPB, WAF, SMEC = "business_plan_builder", "website_audit_feedback", "social_media_email_campaign"
 
@@ -130,38 +127,6 @@ def test_a_backwards_or_too_long_range_is_refused(start: date, end: date, code: 
 )
 def test_a_single_day_and_exactly_two_years_are_accepted(start: date, end: date) -> None:
     check_range(start, end)
-
-
-def _png_size(data: bytes) -> tuple[int, int, bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    offset, pixels, size = 8, b"", (0, 0)
-    while offset < len(data):
-        (length,) = struct.unpack(">I", data[offset : offset + 4])
-        kind = data[offset + 4 : offset + 8]
-        body = data[offset + 8 : offset + 8 + length]
-        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
-        assert crc == zlib.crc32(kind + body)
-        if kind == b"IHDR":
-            size = struct.unpack(">II", body[:8])
-        elif kind == b"IDAT":
-            pixels += body
-        offset += 12 + length
-    return size[0], size[1], zlib.decompress(pixels)
-
-
-@pytest.mark.unit
-def test_the_chart_is_a_valid_png_with_a_bar_of_each_series_colour() -> None:
-    png = bar_chart("NET", ["2026-01", "2026-02"], [Series("A", [100, -50]), Series("B", [0, 30])])
-    width, height, raw = _png_size(png)
-    assert len(raw) == height * (1 + width * 3)
-    assert b"\x1f\x77\xb4" in raw  # first palette colour (series A)
-    assert b"\xff\x7f\x0e" in raw  # second palette colour (series B)
-
-
-@pytest.mark.unit
-def test_the_chart_refuses_series_of_the_wrong_length() -> None:
-    with pytest.raises(ValueError, match="one value per period"):
-        bar_chart("NET", ["2026-01"], [Series("A", [1, 2])])
 
 
 @pytest.mark.integration

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stripe import params as sp
+from stripe.params import billing_portal as sp_billing_portal
 from stripe.params import checkout as sp_checkout
 
 from tools.stripe_emulator import (
     billing,
+    billing_portal,
     catalog,
     charges,
     checkout,
@@ -347,6 +349,13 @@ API_ROUTES: list[Route] = [
         "/v1/invoiceitems",
         sp.InvoiceItemListParams,
         lambda e, a, p: billing.list_invoice_items(e.store, p),
+    ),
+    # Customer portal
+    Route(
+        "POST",
+        "/v1/billing_portal/sessions",
+        sp_billing_portal.SessionCreateParams,
+        lambda e, a, p: billing_portal.create_session(e.store, p),
     ),
     # Disputes
     Route("GET", "/v1/disputes/{dispute}", sp.DisputeRetrieveParams, _get("dispute")),

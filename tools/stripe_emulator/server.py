@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from tools.stripe_emulator import checkout, checkout_page
+from tools.stripe_emulator import billing_portal, checkout, checkout_page
 from tools.stripe_emulator.api import Emulator
 from tools.stripe_emulator.errors import StripeError, unrecognized_url
 from tools.stripe_emulator.expand import render
@@ -132,6 +132,12 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 response = self._helper(method, path, body)
             elif path.startswith("/checkout/"):
                 response = self._page(method, path, body)
+            elif path.startswith(billing_portal.PAGE_PREFIX) and method == "GET":
+                with self.server.emulator.store.lock:
+                    status, text = billing_portal.render(
+                        self.server.emulator.store, path.removeprefix(billing_portal.PAGE_PREFIX)
+                    )
+                response = _html(status, text)
             elif path in ("/", "/healthz"):
                 response = _json(
                     200, {"ok": True, "emulator": "stripe", "api_version": API_VERSION}

@@ -279,6 +279,24 @@ class StripeService:
             status=refund.status or "pending",
         )
 
+    # --- customer portal --------------------------------------------------------------------
+
+    def create_billing_portal_session(
+        self, *, customer_id: str, return_url: str, idempotency_key: str
+    ) -> str:
+        """The URL of a Stripe Billing Portal session for ``customer_id``."""
+        params: stripe.params.billing_portal.SessionCreateParams = {
+            "customer": customer_id,
+            "return_url": return_url,
+        }
+        session = self.call(
+            "billing_portal.sessions.create",
+            lambda: self.client.v1.billing_portal.sessions.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )
+        return session.url
+
     # --- payments -----------------------------------------------------------------------
 
     def retrieve_payment(self, payment_intent: str) -> PaymentSnapshot:

@@ -1,0 +1,168 @@
+"""POST /v1/billing-portal end to end: the subscriptions handler, the Stripe emulator's portal
+sessions and hosted page, the Memberstack stand-in and the real Postgres."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import psycopg
+import pytest
+
+from payments.billing_portal import account_url
+from tests.stack import *  # noqa: F403
+from tests.stack import STRIPE_KEY, Stack, api
+from tests.subscriptions.conftest import call, subscribe
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker_env")]
+
+PORTAL = "/v1/billing-portal"
+
+
+def _portal_sessions(stack: Stack) -> int:
+    return stack.stripe_calls("POST /v1/billing_portal/sessions")
+
+
+def _session_of(stack: Stack, url: str) -> dict[str, object]:
+    """The emulator's record of the portal session behind ``url``."""
+    session_id = url.rsplit("/", 1)[1]
+    found: dict[str, object] = stack.emulator.emulator.store.get(
+        session_id, "billing_portal.session"
+    )
+    return found
+
+
+def test_without_a_token_the_portal_is_a_401(stack: Stack) -> None:
+    answer = api("subscriptions", "POST", PORTAL)
+    assert answer.status == 401
+    assert _portal_sessions(stack) == 0
+
+
+def test_a_member_who_never_paid_gets_a_409_in_plain_words(stack: Stack, member: str) -> None:
+    answer = call(stack, member, "POST", PORTAL)
+    assert answer.status == 409
+    assert answer.body["error"]["code"] == "no_customer"
+    assert "first payment" in answer.body["error"]["message"]
+    assert _portal_sessions(stack) == 0
+
+
+def test_a_subscriber_opens_the_portal_of_their_own_customer_and_returns_to_the_account(
+    stack: Stack, member: str
+) -> None:
+    # Given a member who subscribed and paid
+    subscribed = subscribe(stack, member)
+
+    # When they open the Billing Portal
+    answer = call(stack, member, "POST", PORTAL)
+
+    # Then they get a portal session of their own customer, returning to the account page
+    assert answer.status == 200, answer.body
+    assert answer.headers.get("Cache-Control") == "no-store"
+    session = _session_of(stack, answer.body["url"])
+    assert session["customer"] == subscribed.customer
+    assert session["return_url"] == "https://site.example/account"
+    # And the hosted page shows the paid invoice and links back to the site
+    page = httpx.get(answer.body["url"])
+    assert page.status_code == 200
+    assert subscribed.customer in page.text
+    assert "$29.00" in page.text
+    assert 'id=return-to-merchant href="https://site.example/account"' in page.text
+
+
+def test_the_return_page_is_account_url_when_set(
+    stack: Stack, member: str, service_env: pytest.MonkeyPatch
+) -> None:
+    from functions.subscriptions import app as subscriptions_app
+
+    service_env.setenv("ACCOUNT_URL", "https://members.site.example/my-account")
+    subscriptions_app._portal_deps.cache_clear()
+    try:
+        call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+        answer = call(stack, member, "POST", PORTAL)
+    finally:
+        subscriptions_app._portal_deps.cache_clear()
+    assert _session_of(stack, answer.body["url"])["return_url"] == (
+        "https://members.site.example/my-account"
+    )
+
+
+def test_another_member_never_gets_a_portal_on_someone_elses_customer(
+    stack: Stack, member: str
+) -> None:
+    # Given A, a subscriber, and B, who only started a checkout
+    a = subscribe(stack, member)
+    other = f"mem_{uuid.uuid4().hex[:10]}"
+    call(stack, other, "POST", "/v1/subscriptions", {"product": "scale_monthly"})
+
+    # When B opens the portal, and when B names A's customer in the body
+    mine = call(stack, other, "POST", PORTAL)
+    forged = call(stack, other, "POST", PORTAL, {"customer": a.customer})
+
+    # Then B's portal is on B's customer, and a customer in the request is refused
+    assert _session_of(stack, mine.body["url"])["customer"] != a.customer
+    assert forged.status == 400
+    assert forged.body["error"]["code"] == "invalid_request"
+
+
+def test_a_double_click_opens_one_portal_session(stack: Stack, member: str) -> None:
+    call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+
+    first = call(stack, member, "POST", PORTAL, headers=key)
+    second = call(stack, member, "POST", PORTAL, headers=key)
+
+    # Stripe replayed the first request: one session, one URL
+    customer = _session_of(stack, first.body["url"])["customer"]
+    sessions = [
+        s
+        for s in stack.emulator.emulator.store.all("billing_portal.session")
+        if s["customer"] == customer
+    ]
+    assert first.body["url"] == second.body["url"] == sessions[0]["url"]
+    assert len(sessions) == 1
+
+
+def test_stripe_failing_is_a_502_that_says_what_failed(stack: Stack, member: str) -> None:
+    call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    stack.fault("POST", "/v1/billing_portal/sessions", 500, 4, should_retry=False)
+
+    answer = call(stack, member, "POST", PORTAL)
+
+    assert answer.status == 502
+    assert answer.body["error"] == {
+        "code": "stripe_error",
+        "message": "The payment portal could not be opened. Please retry in a moment.",
+    }
+
+
+def test_a_customer_deleted_in_stripe_is_a_409(stack: Stack, member: str, db: str) -> None:
+    call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    with psycopg.connect(db) as conn:
+        [(customer,)] = conn.execute(
+            "select stripe_customer_id from customers where member_id = %s", (member,)
+        ).fetchall()
+    httpx.delete(
+        f"{stack.emulator.base_url}/v1/customers/{customer}",
+        headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+    ).raise_for_status()
+
+    answer = call(stack, member, "POST", PORTAL)
+
+    assert answer.status == 409
+    assert answer.body["error"]["code"] == "no_customer"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("account", "success", "expected"),
+    [
+        (None, "https://www.site.example/thank-you?session_id={X}", "https://www.site.example/account"),
+        (None, "http://127.0.0.1:3000/success.html?session_id={X}", "http://127.0.0.1:3000/account.html"),
+        (None, "https://site.example/en/paid", "https://site.example/en/account"),
+        ("https://site.example/me", "https://site.example/paid", "https://site.example/me"),
+    ],
+)  # fmt: skip
+def test_the_portal_returns_beside_the_f5_page_unless_account_url_is_set(
+    account: str | None, success: str, expected: str
+) -> None:
+    assert account_url(account, success) == expected
