@@ -1030,7 +1030,8 @@
     var byIntent = {};
     var lines = [];
     state.purchases.forEach(function (p) {
-      if (PAID_STATES.indexOf(p.status) < 0) return;
+      // A plan is shown, with its payments, in the plan section.
+      if (p.mode === "subscription" || PAID_STATES.indexOf(p.status) < 0) return;
       if (p.payment_intent_id) byIntent[p.payment_intent_id] = p;
       lines.push({ kind: "payment", at: p.created_at, purchase: p });
     });

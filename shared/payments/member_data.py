@@ -56,6 +56,9 @@ class MemberDataExport(BaseModel):
     payment_logs: list[dict[str, Any]]
     purchases: list[dict[str, Any]]
     subscriptions: list[dict[str, Any]]
+    subscription_invoices: list[dict[str, Any]] = Field(
+        default_factory=list, description="Every invoice of the member's plans: paid or failed."
+    )
     refunds: list[dict[str, Any]]
 
 
@@ -153,6 +156,7 @@ def export_member_data(store: Store, member_id: str) -> MemberDataExport:
         payment_logs=data.get("payment_logs") or [],
         purchases=data.get("purchases") or [],
         subscriptions=data.get("subscriptions") or [],
+        subscription_invoices=data.get("subscription_invoices") or [],
         refunds=data.get("refunds") or [],
     )
 

@@ -56,6 +56,12 @@ EXPECTED_EVENTS: dict[str, list[str]] = {
         *PAID,
         "checkout.session.completed",
     ],
+    "one-time checkout creating its customer": [
+        "customer.created",
+        "payment_intent.created",
+        *PAID,
+        "checkout.session.completed",
+    ],
     "one-time checkout declined, then paid": [
         "payment_intent.created",
         *DECLINED,
@@ -353,6 +359,18 @@ def _one_time_checkouts(run: Run, ids: dict[str, Any]) -> str:
     c.charges.retrieve(intent.latest_charge.id, params={"expand": ["refunds"]})
     c.charges.list(params={"payment_intent": intent.id})
 
+    with run.flow("one-time checkout creating its customer"):
+        session = c.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "customer_creation": "always",
+                "line_items": [{"price": price, "quantity": 1}],
+                **CHECKOUT_URLS,
+            }
+        )
+        _pay(run, session.id, "success")
+    assert c.checkout.sessions.retrieve(session.id).customer
+
     with run.flow("one-time checkout declined, then paid"):
         session = _paid_session(run, price, customer)
         _pay(run, session.id, "decline")
@@ -527,6 +545,26 @@ def _subscriptions(run: Run, ids: dict[str, Any]) -> None:
         run.helpers.post(f"/subscriptions/{sub_id}/advance")
 
 
+def _account_tools(run: Run, ids: dict[str, Any]) -> None:
+    """What the service calls besides payments: the Billing Portal and webhook endpoints."""
+    c = run.client.v1
+    c.billing_portal.sessions.create(
+        params={"customer": ids["customer"], "return_url": "https://shop.test/account"}
+    )
+    endpoint = c.webhook_endpoints.create(
+        params={
+            "url": "https://shop.test/v1/webhooks/stripe",
+            "enabled_events": ["charge.refunded"],
+        }
+    )
+    c.webhook_endpoints.retrieve(endpoint.id)
+    c.webhook_endpoints.update(
+        endpoint.id, params={"enabled_events": ["charge.refunded", "refund.updated"]}
+    )
+    c.webhook_endpoints.list(params={"limit": 10})
+    c.webhook_endpoints.delete(endpoint.id)
+
+
 def _events_api(run: Run) -> None:
     c = run.client.v1
     first = c.events.list(params={"limit": 1}).data[0]
@@ -570,6 +608,7 @@ def run(running_emulator: EmulatorHandle, receiver: WebhookReceiver) -> Iterator
         _refunds(journey, ids, paid)
         _disputes(journey, ids)
         _subscriptions(journey, ids)
+        _account_tools(journey, ids)
         _events_api(journey)
         journey.calls_by_route = helpers.get("/calls")["routes"]
         helpers.flush()

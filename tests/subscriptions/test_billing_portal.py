@@ -77,7 +77,7 @@ def test_the_return_page_is_account_url_when_set(
     service_env.setenv("ACCOUNT_URL", "https://members.site.example/my-account")
     subscriptions_app._portal_deps.cache_clear()
     try:
-        call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+        subscribe(stack, member)
         answer = call(stack, member, "POST", PORTAL)
     finally:
         subscriptions_app._portal_deps.cache_clear()
@@ -89,10 +89,9 @@ def test_the_return_page_is_account_url_when_set(
 def test_another_member_never_gets_a_portal_on_someone_elses_customer(
     stack: Stack, member: str
 ) -> None:
-    # Given A, a subscriber, and B, who only started a checkout
+    # Given A and B, two subscribers
     a = subscribe(stack, member)
-    other = f"mem_{uuid.uuid4().hex[:10]}"
-    call(stack, other, "POST", "/v1/subscriptions", {"product": "scale_monthly"})
+    other = subscribe(stack, f"mem_{uuid.uuid4().hex[:10]}", "scale_monthly").member
 
     # When B opens the portal, and when B names A's customer in the body
     mine = call(stack, other, "POST", PORTAL)
@@ -105,7 +104,7 @@ def test_another_member_never_gets_a_portal_on_someone_elses_customer(
 
 
 def test_a_double_click_opens_one_portal_session(stack: Stack, member: str) -> None:
-    call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    subscribe(stack, member)
     key = {"Idempotency-Key": str(uuid.uuid4())}
 
     first = call(stack, member, "POST", PORTAL, headers=key)
@@ -123,7 +122,7 @@ def test_a_double_click_opens_one_portal_session(stack: Stack, member: str) -> N
 
 
 def test_stripe_failing_is_a_502_that_says_what_failed(stack: Stack, member: str) -> None:
-    call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    subscribe(stack, member)
     stack.fault("POST", "/v1/billing_portal/sessions", 500, 4, should_retry=False)
 
     answer = call(stack, member, "POST", PORTAL)
@@ -136,7 +135,7 @@ def test_stripe_failing_is_a_502_that_says_what_failed(stack: Stack, member: str
 
 
 def test_a_customer_deleted_in_stripe_is_a_409(stack: Stack, member: str, db: str) -> None:
-    call(stack, member, "POST", "/v1/subscriptions", {"product": "growth_monthly"})
+    subscribe(stack, member)
     with psycopg.connect(db) as conn:
         [(customer,)] = conn.execute(
             "select stripe_customer_id from customers where member_id = %s", (member,)
