@@ -32,7 +32,8 @@ $(PY):
 
 $(LOCAL_STAMP): requirements.txt requirements-local.txt | $(PY)
 	@echo "installing what make dev runs (requirements-local.txt)…" >&2
-	@$(PY) -m pip install --quiet -r requirements-local.txt >&2
+	@# --no-compile: Python compiles what it imports on first use, a fraction of the packages.
+	@$(PY) -m pip install --quiet --no-compile -r requirements-local.txt >&2
 	@touch $@
 
 $(DEV_STAMP): $(LOCAL_STAMP) requirements-dev.txt
