@@ -2,6 +2,8 @@
 # `make dev` installs only what running needs (requirements-local.txt: the runtime plus the
 # local stand-ins); the test toolchain (requirements-dev.txt) comes with the targets that use it.
 SHELL := /bin/bash
+# `TOKEN=$$(make token …)` must capture the token alone, also when make runs inside make.
+MAKEFLAGS += --no-print-directory
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python

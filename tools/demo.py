@@ -398,9 +398,7 @@ def _demo_database(stack: ExitStack) -> str:
     with psycopg.connect(handle.url, autocommit=True) as conn:
         conn.execute(f"drop database if exists {DEMO_DATABASE} with (force)")
         conn.execute(f"create database {DEMO_DATABASE}")
-    info = psycopg.conninfo.conninfo_to_dict(handle.url)
-    info["dbname"] = DEMO_DATABASE
-    return psycopg.conninfo.make_conninfo(**info)
+    return psycopg.conninfo.make_conninfo(handle.url, dbname=DEMO_DATABASE)
 
 
 def run(out: TextIO) -> list[Outcome]:

@@ -49,6 +49,8 @@ def dev_environment(state_dir: Path, **overrides: str) -> dict[str, str]:
         for name, value in os.environ.items()
         if name not in SERVICE_VARIABLES
         and name not in ("DATABASE_URL", "TEST_DATABASE_URL", "LOG_FORMAT")
+        # A person's shell, not the make that may be running these tests.
+        and name not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
         and not name.startswith(("PYTEST_", "MEMBERSTACK_STANDIN"))
     }
     environment.update(dict.fromkeys(PORT_VARIABLES, "0"))
