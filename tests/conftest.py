@@ -42,7 +42,8 @@ STATE_TABLES = (
 
 def _server_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    return url or start_embedded(ROOT / ".local" / "pgtest", stop_at_exit=False)
+    # Shared by the run's workers; the last one to finish stops it (see tools.db).
+    return url or start_embedded(ROOT / ".local" / "pgtest")
 
 
 def _with_database(url: str, name: str) -> str:

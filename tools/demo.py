@@ -1,8 +1,10 @@
 """``make demo``: the whole payment journey, scripted and printed, against a local stack.
 
-Starts the same stack as ``make dev`` in this process (embedded Postgres unless
-``DATABASE_URL`` is set, Stripe emulator, Memberstack stand-in, Make.com receiver, local SQS
-with the worker, and the API on a free port), then walks the journey a member and an admin
+Starts the same stack as ``make dev`` in this process, on free ports and on a database of its
+own (never the dev one): a fresh ``payments_demo`` database on an embedded Postgres under
+``.local/pgdemo``, or ``DEMO_DATABASE_URL`` when set. Stripe emulator, Memberstack stand-in,
+Make.com receiver, local SQS with the worker and the API live as long as the run. Then it
+walks the journey a member and an admin
 take: prices, checkout, paying on the emulator, the signed webhook, the worker's payment log,
 the Make.com ``add_project`` payload, a refund, a subscription's life, and a retention purge
 dry run. Each step prints ✓ or ✗; a feature that is not deployed yet is a ✗ that says
@@ -26,16 +28,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 
+from tools.db import embedded_postgres, local_state_dir
 from tools.devserver.__main__ import SERVICE_VARIABLES
 from tools.devserver.routes import ROOT
 
-LOG_FILE = ROOT / ".local" / "demo.log"
+LOG_FILE = local_state_dir() / "demo.log"
+DEMO_DATABASE = "payments_demo"
 WAIT_SECONDS = 20.0
 LOCAL_PORT_VARIABLES = (
     "STRIPE_EMULATOR_PORT",
@@ -383,17 +388,34 @@ def _free_port() -> int:
         return port
 
 
+def _demo_database(stack: ExitStack) -> str:
+    """``DEMO_DATABASE_URL``, or a new empty database on the demo's own embedded server."""
+    configured = os.environ.get("DEMO_DATABASE_URL")
+    if configured:
+        return configured
+    handle = embedded_postgres(local_state_dir() / "pgdemo")
+    stack.callback(handle.release)
+    with psycopg.connect(handle.url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {DEMO_DATABASE} with (force)")
+        conn.execute(f"create database {DEMO_DATABASE}")
+    return psycopg.conninfo.make_conninfo(handle.url, dbname=DEMO_DATABASE)
+
+
 def run(out: TextIO) -> list[Outcome]:
     """Start the local stack, walk the journey, stop everything; return each step's outcome."""
-    for name in SERVICE_VARIABLES:
+    for name in (*SERVICE_VARIABLES, "DATABASE_URL"):
         os.environ.pop(name, None)
-    os.environ.setdefault("API_PORT", str(_free_port()))
+    os.environ["API_PORT"] = str(_free_port())
     for name in LOCAL_PORT_VARIABLES:
-        os.environ.setdefault(name, "0")  # any free port: `make dev` may be running
+        os.environ[name] = "0"  # any free port: `make dev` may be running
+    from tools.devserver import devlog
     from tools.devserver.__main__ import start
 
+    # The stack's lines go where this run's stdout goes now (the log file, unless --verbose).
+    devlog.configure(sys.stdout)
     outcomes: list[Outcome] = []
     with ExitStack() as stack:
+        os.environ["DATABASE_URL"] = _demo_database(stack)
         server = start(stack)
         server.start_in_thread()
 
@@ -451,6 +473,13 @@ def summarise(outcomes: list[Outcome], out: TextIO) -> int:
     return 0 if not missed else 1
 
 
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.demo", description=__doc__.split("\n")[0]
@@ -469,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         # Background threads print through sys.stdout too, so their lines land in the log.
         outcomes = run(out)
     code = summarise(outcomes, out)
-    print(f"  the stack's own output: {LOG_FILE.relative_to(ROOT)}", file=out)
+    print(f"  the stack's own output: {_shown(LOG_FILE)}", file=out)
     return code
 
 

@@ -21,8 +21,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import stripe
+from botocore.exceptions import BotoCoreError, ClientError
 
-from payments.adapters.queue import EventQueue, sqs_client
+from payments.adapters.queue import EventQueue, QueueUnavailable, sqs_client
+from tools.redrive_dlq import missing_region, sqs_problem
 
 
 def failed_events(client: stripe.StripeClient, days: int) -> Iterator[dict[str, Any]]:
@@ -65,14 +67,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("set STRIPE_SECRET_KEY")
     if not queue_url and not args.dry_run:
         parser.error("set WEBHOOK_QUEUE_URL")
+    if queue_url and not args.dry_run:
+        problem = missing_region()
+        if problem:
+            print(f"recover_events: {problem}", file=sys.stderr)
+            return 2
     api_base = os.environ.get("STRIPE_API_BASE")
     client = stripe.StripeClient(
         api_key, base_addresses={"api": api_base} if api_base else {}, max_network_retries=2
     )
-    queue = (
-        EventQueue(queue_url, sqs_client(os.environ.get("AWS_ENDPOINT_URL"))) if queue_url else None
-    )
-    recover(client, queue, days=args.days, dry_run=args.dry_run)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    try:
+        queue = (
+            EventQueue(queue_url, sqs_client(endpoint)) if queue_url and not args.dry_run else None
+        )
+        recover(client, queue, days=args.days, dry_run=args.dry_run)
+    except stripe.APIConnectionError:
+        where = api_base or "api.stripe.com"
+        hint = ": is make dev running?" if api_base else ""
+        print(f"recover_events: cannot reach Stripe at {where}{hint}", file=sys.stderr)
+        return 1
+    except stripe.StripeError as exc:
+        print(
+            f"recover_events: Stripe refused the call: {exc.user_message or exc}", file=sys.stderr
+        )
+        return 1
+    except QueueUnavailable as exc:
+        cause = exc.__cause__
+        detail = (
+            sqs_problem(cause, queue_url or "", endpoint)
+            if isinstance(cause, BotoCoreError | ClientError)
+            else "the queue refused the event"
+        )
+        print(f"recover_events: {detail}", file=sys.stderr)
+        return 1
     return 0
 
 

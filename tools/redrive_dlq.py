@@ -19,9 +19,42 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import botocore.session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
+
 from payments.adapters.queue import sqs_client
 
 BATCH = 10
+_MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def missing_region() -> str | None:
+    """The one-line problem when no AWS region is configured (botocore would raise later)."""
+    if botocore.session.get_session().get_config_variable("region"):
+        return None
+    return "no AWS region: set AWS_DEFAULT_REGION (against make dev, use its make target)"
+
+
+def sqs_problem(exc: BotoCoreError | ClientError, queue_url: str, endpoint: str | None) -> str:
+    """What a failed SQS call means for the person running the tool, in one line."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _MISSING_QUEUE_CODES:
+            return f"no queue at {queue_url} (check WEBHOOK_QUEUE_URL)"
+        message = exc.response.get("Error", {}).get("Message", "")
+        return f"SQS refused the call ({code or 'error'}): {message}"
+    if isinstance(exc, EndpointConnectionError):
+        where = endpoint or "AWS"
+        hint = ": is make dev running?" if endpoint else ""
+        return f"cannot reach SQS at {where}{hint}"
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE)"
+    return f"SQS call failed: {exc}"
 
 
 def dead_letter_queue_url(client: Any, queue_url: str) -> str:
@@ -90,9 +123,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.queue_url:
         parser.error("set WEBHOOK_QUEUE_URL or pass --queue-url")
-    client = sqs_client(os.environ.get("AWS_ENDPOINT_URL"))
-    dlq_url = args.dlq_url or dead_letter_queue_url(client, args.queue_url)
-    redrive(client, args.queue_url, dlq_url, dry_run=args.dry_run)
+    problem = missing_region()
+    if problem:
+        print(f"redrive_dlq: {problem}", file=sys.stderr)
+        return 2
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    try:
+        client = sqs_client(endpoint)
+        dlq_url = args.dlq_url or dead_letter_queue_url(client, args.queue_url)
+        redrive(client, args.queue_url, dlq_url, dry_run=args.dry_run)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"redrive_dlq: {sqs_problem(exc, args.queue_url, endpoint)}", file=sys.stderr)
+        return 1
     return 0
 
 

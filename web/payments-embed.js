@@ -519,7 +519,7 @@
             setState(
               node,
               "processing",
-              "Your payment is still being processed. You will receive an e-mail once it is confirmed."
+              "Your payment is still being confirmed: reload this page in a minute to see it."
             );
           }
         });

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import mimetypes
 import os
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tools.devserver.devlog import request_line
 from tools.devserver.events import http_event
 from tools.devserver.lambda_host import LambdaHost
 from tools.devserver.routes import ROOT, Route, http_routes
@@ -21,6 +24,7 @@ MAX_REQUEST_BYTES = 6 * 1024 * 1024  # API Gateway's payload limit
 STATIC_ROOT = ROOT / "web"
 LOCAL_MEMBER_TOKEN_PATH = "/_local/member-token"
 _DEMO_MEMBER_ID = re.compile(r"^mem_[A-Za-z0-9_]{1,64}$")
+_log = logging.getLogger("tools.devserver")
 
 
 class ApiServer(ThreadingHTTPServer):
@@ -37,6 +41,7 @@ class ApiServer(ThreadingHTTPServer):
         self.routes = routes if routes is not None else http_routes()
         self.lambda_host = host or LambdaHost()
         self.static_root = static_root
+        self._thread: threading.Thread | None = None
         super().__init__(address, _RequestHandler)
 
     @property
@@ -51,10 +56,18 @@ class ApiServer(ThreadingHTTPServer):
                 return route, params
         return None
 
+    def shutdown(self) -> None:
+        """Stop serving; a no-op before :meth:`start_in_thread` (the base class would hang)."""
+        if self._thread is not None:
+            super().shutdown()
+            self._thread.join(timeout=5)
+
     def start_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="api", daemon=True)
-        thread.start()
-        return thread
+        """Serve from a daemon thread; a second call returns the thread already serving."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.serve_forever, name="api", daemon=True)
+            self._thread.start()
+        return self._thread
 
 
 def _local_member_token(body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -86,13 +99,33 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: ApiServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        # One short line per request; never headers or bodies (they carry tokens).
-        print(
-            f"api  {self.command} {urlsplit(self.path).path} -> {args[1] if len(args) > 1 else ''}"
-        )
+    # Set by _send, read by the request line written once the answer is out.
+    _status = 0
+    _function: str | None = None
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The request line is written by _serve, with the time taken and the function.
+        pass
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # Malformed requests, timeouts: never headers or bodies (they carry tokens).
+        _log.warning("api: %s", format % args)
 
     def _serve(self) -> None:
+        started = time.monotonic()
+        self._status, self._function = 0, None
+        try:
+            self._answer()
+        finally:
+            request_line(
+                self.command,
+                urlsplit(self.path).path,
+                self._status,
+                (time.monotonic() - started) * 1000,
+                self._function,
+            )
+
+    def _answer(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_REQUEST_BYTES:
@@ -105,9 +138,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         if self.command == "POST" and parts.path == LOCAL_MEMBER_TOKEN_PATH:
+            self._function = "local member token"
             self._send(*_local_member_token(body))
             return
         if self.command == "GET" and self._serve_static(parts.path):
+            self._function = "static"
             return
         resolved = self.server.resolve(self.command, parts.path)
         if resolved is None:
@@ -118,6 +153,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
             return
         route, params = resolved
+        self._function = route.function
         event = http_event(
             method=self.command,
             path=parts.path,
@@ -160,6 +196,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, headers: dict[str, str], body: bytes, cookies: list[str] | None = None
     ) -> None:
+        self._status = status
         self.send_response(status)
         for name, value in headers.items():
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -210,17 +211,18 @@ def port_from_env(variable: str, default: int) -> int:
 
 
 def wait_for_termination() -> None:
-    """Block until SIGINT or SIGTERM, so ``python -m`` entry points stop cleanly."""
-    stop = threading.Event()
+    """Block until SIGINT, SIGTERM or SIGHUP, so ``python -m`` entry points stop cleanly."""
+    received: list[int] = []
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # Only record: a handler that takes a lock (Event.set) can deadlock with the main
+        # thread it interrupts, if that thread holds the same lock at that moment.
+        received.append(signum)
 
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    # A timed wait keeps the main thread responsive to signals on every platform.
-    while not stop.wait(0.5):
-        pass
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    while not received:
+        time.sleep(0.2)
 
 
 def configure_cli_logging() -> None:

@@ -10,7 +10,9 @@
   receive, as SQS does it; the poller does not duplicate it.
 
 moto keeps its state per process: every server started in one process shares the same queues,
-so tests use unique queue names.
+so tests use unique queue names. :func:`save_messages` and :func:`restore_messages` carry the
+messages of some queues (visible or in flight, with their receive counts) across a restart in a
+JSON file, which is how ``make dev`` keeps its pending events and dead letters.
 
 Only dummy credentials are ever used: ``testing``/``testing`` in ``us-east-1``.
 
@@ -25,9 +27,11 @@ import base64
 import importlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -165,6 +169,78 @@ def create_queues(
         },
     )["QueueUrl"]
     return queue_url, dlq_url
+
+
+SNAPSHOT_FORMAT = 1
+
+
+def _moto_queue(queue_url: str) -> Any:
+    """moto's in-process model of ``queue_url``, or None (another process's queue)."""
+    from moto.sqs.models import sqs_backends
+
+    account, name = queue_url.rstrip("/").split("/")[-2:]
+    return sqs_backends[account][REGION].queues.get(name)
+
+
+def save_messages(path: Path, queue_urls: Sequence[str]) -> int:
+    """Write every message of ``queue_urls`` (in flight too) to ``path``; return the count.
+
+    Read from moto's model rather than with ``ReceiveMessage``, which cannot see messages in
+    flight and would count as a receive. The file is replaced atomically.
+    """
+    queues: dict[str, list[dict[str, Any]]] = {}
+    for url in queue_urls:
+        queue = _moto_queue(url)
+        if queue is None:
+            continue
+        with queue._messages_lock:
+            messages = list(queue._messages)
+        queues[url.rstrip("/").rsplit("/", 1)[-1]] = [
+            {
+                "body": message.body,
+                "attributes": {
+                    name: {"DataType": value["DataType"], "StringValue": value["StringValue"]}
+                    for name, value in message.message_attributes.items()
+                    if "StringValue" in value
+                },
+                "receive_count": message.approximate_receive_count,
+            }
+            for message in messages
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps({"format": SNAPSHOT_FORMAT, "queues": queues}))
+    os.replace(temporary, path)
+    return sum(len(messages) for messages in queues.values())
+
+
+def restore_messages(path: Path, endpoint_url: str, queue_urls: Sequence[str]) -> int:
+    """Send the messages :func:`save_messages` wrote back to the queues of the same names.
+
+    Receive counts are kept, so a message that had failed four times still goes to the
+    dead-letter queue at its fifth. Returns how many messages were restored.
+    """
+    if not path.exists():
+        return 0
+    saved = json.loads(path.read_text())
+    if saved.get("format") != SNAPSHOT_FORMAT:
+        return 0
+    client = sqs_client(endpoint_url)
+    restored = 0
+    for url in queue_urls:
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        queue = _moto_queue(url)
+        for message in saved["queues"].get(name, []):
+            kwargs: dict[str, Any] = {"QueueUrl": url, "MessageBody": message["body"]}
+            if message["attributes"]:
+                kwargs["MessageAttributes"] = message["attributes"]
+            message_id = client.send_message(**kwargs)["MessageId"]
+            if queue is not None and message.get("receive_count"):
+                for stored in queue._messages:
+                    if stored.id == message_id:
+                        stored.approximate_receive_count = int(message["receive_count"])
+            restored += 1
+    return restored
 
 
 def _lambda_message_attributes(
@@ -371,15 +447,18 @@ class SqsPoller:
             return 0
         self.batches_handled += 1
         message_ids = [message["MessageId"] for message in messages]
+        started = time.monotonic()
         failed = self._invoke(build_sqs_event(messages, self.queue_arn), message_ids)
+        elapsed_ms = (time.monotonic() - started) * 1000
         succeeded = [message for message in messages if message["MessageId"] not in failed]
         self._delete(succeeded)
         logger.info(
-            "sqs batch for %s: %d messages, %d ok, %d failed",
+            "sqs batch for %s: %d messages, %d ok, %d failed, %.0f ms",
             self.function_name,
             len(messages),
             len(succeeded),
             len(failed),
+            elapsed_ms,
         )
         return len(messages)
 

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -71,6 +72,8 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.emulator = emulator
         # Set on shutdown so injected hangs end early instead of holding a worker thread.
         self.stopping = threading.Event()
+        # Called after every request that may have changed the state (see persistence.py).
+        self.after_change: list[Callable[[], None]] = []
 
 
 class EmulatorRequestHandler(BaseHTTPRequestHandler):
@@ -152,6 +155,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 500, StripeError("Emulator internal error.", status=500, type="api_error").body()
             )
         self._send(response)
+        # A GET of the hosted page may expire its session; other GETs only read.
+        if method != "GET" or path.startswith("/checkout/"):
+            for listener in list(self.server.after_change):
+                listener()
 
     # Stripe API ---------------------------------------------------------------------------
 
