@@ -10,8 +10,9 @@
    something the member already held (refunded automatically), a refund that failed.
 4. Every pending outbox row of the event is leased, performed (Make.com ``add_project`` and
    ``payment_failed``, a product-switch or duplicate refund, the cancellation of a duplicate
-   subscription) and marked sent. This runs for duplicates too: a message redelivered after a
-   Make.com outage finds the event applied but its dispatch still pending. A failed dispatch
+   subscription or of one whose first payment failed) and marked sent. This runs for
+   duplicates too: a message redelivered after a Make.com outage finds the event applied but
+   its dispatch still pending. A failed dispatch
    is released and re-raised, so only this SQS message is retried; the reconciler performs
    whatever is left pending (``payments.reconcile``).
 
@@ -68,7 +69,7 @@ class RefundIssuer(Protocol):
 
     def cancel_subscription_now(self, subscription_id: str, idempotency_key: str) -> None: ...
 
-    def subscription_payment_intent(self, subscription_id: str) -> str | None: ...
+    def invoice_payment_intent(self, invoice_id: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -399,6 +400,10 @@ def _perform(row: Mapping[str, Any], ports: WorkerPorts) -> dict[str, Any]:
         )
     if kind == "duplicate_subscription":
         return _undo_duplicate_subscription(row, ports)
+    if kind == "cancel_unpaid_subscription":
+        subscription = str(payload["subscription"])
+        ports.refunds().cancel_subscription_now(subscription, f"unpaid-cancel:{subscription}")
+        return {}
     raise DispatchFailed(f"unknown outbox kind {kind}", code="unknown_outbox_kind")
 
 
@@ -452,7 +457,9 @@ def _undo_duplicate_subscription(row: Mapping[str, Any], ports: WorkerPorts) -> 
         )
     stripe = ports.refunds()
     stripe.cancel_subscription_now(str(subscription), f"duplicate-cancel:{subscription}")
-    payment_intent = stripe.subscription_payment_intent(str(subscription))
+    # What the checkout charged is its first invoice's payment (not a later renewal's).
+    invoice = payload.get("invoice")
+    payment_intent = stripe.invoice_payment_intent(str(invoice)) if invoice else None
     if payment_intent is None:
         # Nothing was charged (a free first period): cancelling was all there was to undo.
         return {}

@@ -227,6 +227,7 @@ def _checkout_session(event: StripeEvent) -> EventEffect:
             "mode": mode,
             "payment_intent": payment_intent,
             "subscription": subscription,
+            "invoice": _id(session.get("invoice")),
             "member_id": member_id,
             "customer": customer,
             "product": _str(metadata.get("product")),

@@ -34,6 +34,8 @@ alter table public.purchases
   add column if not exists payment_status text,
   add column if not exists mode text not null default 'payment',
   add column if not exists subscription_id text,
+  -- A subscription checkout's first invoice: what its payment (and a refund of it) is.
+  add column if not exists invoice_id text,
   add column if not exists checkout_url text,
   add column if not exists expires_at timestamptz,
   add column if not exists duplicate boolean not null default false,
@@ -176,20 +178,19 @@ as $$
   end
 $$;
 
--- 'open' while a dispute of the payment is undecided, 'lost' once the bank decided for the
--- cardholder, null when there is none or it was won.
+-- 'open' while a dispute of the payment is undecided, 'lost' once a bank decided one for the
+-- cardholder (a dispute won elsewhere does not give that money back), null when there is none
+-- or every one was won. Decided from all of them, so their order does not matter.
 create or replace function public._dispute_state(p_payment_intent text) returns text
 language sql stable
 set search_path = public, pg_temp
 as $$
   select case
-    when d.status = 'lost' then 'lost'
-    when public._dispute_status_rank(d.status) < 3 then 'open'
+    when bool_or(public._dispute_status_rank(status) < 3) then 'open'
+    when bool_or(status = 'lost') then 'lost'
   end
-  from (select status from disputes
-        where payment_intent_id = p_payment_intent
-        order by coalesce(stripe_created, state_as_of) desc, id desc
-        limit 1) d
+  from disputes
+  where payment_intent_id = p_payment_intent
 $$;
 
 -- What has been refunded of a payment: our refunds that Stripe accepted or may still complete,
@@ -327,7 +328,9 @@ $$;
 -- --- one paid purchase per track ------------------------------------------------------------
 
 -- Whether the member already holds this one-time track (a paid purchase not refunded, lost or
--- switched away; a payment still settling counts when p_include_processing).
+-- switched away; a payment still settling counts when p_include_processing). A member who was
+-- erased still holds what they paid for: their purchases carry the pseudonym, which their id
+-- gives again.
 create or replace function public._holds_track(
   p_member_id text, p_product text, p_except bigint, p_include_processing boolean
 ) returns boolean
@@ -336,7 +339,8 @@ set search_path = public, pg_temp
 as $$
   select exists (
     select 1 from purchases o
-    where o.member_id = p_member_id and o.product = p_product and o.mode = 'payment'
+    where o.member_id in (p_member_id, public.member_pseudonym(p_member_id))
+      and o.product = p_product and o.mode = 'payment'
       and o.id is distinct from p_except and not o.duplicate
       and (o.status in ('paid', 'partially_refunded', 'disputed')
            or (p_include_processing and o.status = 'processing'))
@@ -353,11 +357,13 @@ set search_path = public, pg_temp
 as $$
   select exists (
     select 1 from subscriptions s
-    where s.member_id = p_member_id and s.id is distinct from p_subscription
+    where s.member_id in (p_member_id, public.member_pseudonym(p_member_id))
+      and s.id is distinct from p_subscription
       and s.status in ('active', 'trialing', 'past_due', 'paused')
   ) or exists (
     select 1 from purchases o
-    where o.member_id = p_member_id and o.mode = 'subscription' and o.payment_status = 'paid'
+    where o.member_id in (p_member_id, public.member_pseudonym(p_member_id))
+      and o.mode = 'subscription' and o.payment_status = 'paid'
       and not o.duplicate and o.id is distinct from p_except
       and o.subscription_id is distinct from p_subscription
       and not exists (select 1 from subscriptions s
@@ -415,6 +421,17 @@ begin
     perform public._lock_member(v_row.member_id);
     update purchases set payment_status = p_target, updated_at = now()
     where id = v_row.id returning * into v_row;
+    if p_target = 'failed' and v_row.mode = 'subscription' and v_row.subscription_id is not null
+    then
+      -- Its first payment failed: the member must start again, and a subscription left
+      -- behind would keep trying to charge them beside the one they buy next.
+      perform public._enqueue(
+        'cancel_unpaid_subscription', 'cancel_unpaid_subscription:' || v_row.subscription_id,
+        p_event_id, v_row.member_id,
+        jsonb_build_object('subscription', v_row.subscription_id,
+                           'checkout_session_id', v_row.checkout_session_id,
+                           'member_id', v_row.member_id));
+    end if;
     if p_target = 'paid' and public._is_duplicate(v_row, p_allow_repeat) then
       update purchases set duplicate = true where id = v_row.id returning * into v_row;
       if v_row.mode = 'subscription' then
@@ -423,6 +440,7 @@ begin
           p_event_id, v_row.member_id,
           jsonb_build_object(
             'subscription', v_row.subscription_id,
+            'invoice', v_row.invoice_id,
             'checkout_session_id', v_row.checkout_session_id,
             'member_id', v_row.member_id,
             'product', v_row.product,
@@ -507,6 +525,7 @@ begin
   update purchases
   set payment_intent_id = coalesce(payment_intent_id, p_data ->> 'payment_intent'),
       subscription_id = coalesce(subscription_id, p_data ->> 'subscription'),
+      invoice_id = coalesce(invoice_id, p_data ->> 'invoice'),
       member_id = coalesce(member_id, v_member),
       switch_from = coalesce(switch_from, p_data ->> 'switch_from'),
       amount = case when payment_status in ('open', 'processing')

@@ -345,27 +345,20 @@ class StripeService:
             ),
         )
 
-    def subscription_payment_intent(self, subscription_id: str) -> str | None:
-        """The payment intent that paid the subscription's latest invoice, if one did."""
-        subscription = self.call(
-            "subscriptions.retrieve",
-            lambda: self.client.v1.subscriptions.retrieve(subscription_id),
-        )
-        invoice_id = subscription.latest_invoice
-        if not isinstance(invoice_id, str):
-            invoice_id = invoice_id.id if invoice_id is not None else None
-        if invoice_id is None:
-            return None
+    def invoice_payment_intent(self, invoice_id: str) -> str | None:
+        """The payment intent that paid an invoice, if one did."""
         params: stripe.params.InvoiceRetrieveParams = {"expand": ["payments"]}
         invoice = self.call(
             "invoices.retrieve",
             lambda: self.client.v1.invoices.retrieve(invoice_id, params=params),
         )
-        for payment in invoice.payments.data if invoice.payments else []:
-            intent = payment.payment.payment_intent
-            if intent is not None:
-                return intent if isinstance(intent, str) else intent.id
-        return None
+        intents = [
+            (payment.status == "paid", intent if isinstance(intent, str) else intent.id)
+            for payment in (invoice.payments.data if invoice.payments else [])
+            if (intent := payment.payment.payment_intent) is not None
+        ]
+        # The payment that succeeded, else the one still settling (its refund waits for it).
+        return max(intents)[1] if intents else None
 
     def raw(self) -> Any:
         """The underlying client, for adapters of later features that need more endpoints."""
