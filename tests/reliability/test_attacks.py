@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from payments.adapters.queue import get_event_queue, sqs_client
 from tests.stack import ADMIN_ID, WEBHOOK_SECRET, Stack
 from tools.local.memberstack import MemberstackServer, generate_signing_key, mint_token
+from tools.local.sqs import start_sqs
 from tools.reliability.attacks import (
     ATTACKS,
     AttackContext,
@@ -27,10 +27,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def queue(service_env: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    """A moto queue the webhook function writes to."""
+    """A moto queue (served over HTTP) the webhook function writes to."""
     get_event_queue.cache_clear()
-    with mock_aws():
-        client = sqs_client()
+    with start_sqs() as local:
+        service_env.setenv("AWS_ENDPOINT_URL", local.endpoint_url)
+        client = sqs_client(local.endpoint_url)
         url = client.create_queue(QueueName=f"attacks-{uuid.uuid4().hex[:8]}")["QueueUrl"]
         service_env.setenv("WEBHOOK_QUEUE_URL", url)
         yield client, url
