@@ -188,7 +188,8 @@ def run(seed: int, rounds: int, actions: int, fuzz_examples: int) -> dict[str, A
 
         memberstack = parts["memberstack"]
         attacker = f"mem_attacker_{uuid.uuid4().hex[:8]}"
-        revoked = memberstack.mint(attacker, ttl_seconds=1234)
+        # An administrator's: member tokens are verified locally and pass until they expire.
+        revoked = memberstack.mint(ADMIN_ID, ttl_seconds=1234)
         memberstack.revoke(revoked)
         context = AttackContext(
             webhook_secret=WEBHOOK_SECRET,
