@@ -73,6 +73,22 @@ def test_a_missing_signature_is_refused_before_any_configuration_is_read(
     assert answer["error"]["code"] == "missing_signature"
 
 
+def test_a_missing_variable_fails_with_its_name(env: pytest.MonkeyPatch) -> None:
+    # Given a signing secret but no queue configured
+    env.setenv("STRIPE_WEBHOOK_SECRET", f.WEBHOOK_SECRET)
+    env.setenv("WEBHOOK_QUEUE_URL", "   ")  # CloudFormation's empty parameter
+    _stripe_event, body = signed_completed_event()
+
+    # When a signed event arrives
+    status, answer = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body))]))
+
+    # Then it is a 500 (Stripe retries) naming the variable, never the secret
+    assert status == 500
+    assert answer["error"]["code"] == "configuration_error"
+    assert "WEBHOOK_QUEUE_URL" in answer["error"]["message"]
+    assert f.WEBHOOK_SECRET not in json.dumps(answer)
+
+
 def test_a_base64_encoded_body_is_verified_on_its_decoded_bytes(
     configured: tuple[Any, str],
 ) -> None:
