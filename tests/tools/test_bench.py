@@ -30,6 +30,11 @@ def report(returning_p50: float, webhook_ratio: float, worker_rate: float) -> di
         "cold_start": {
             "webhook": {
                 "ratio": 0.1,
+                "cpu_ms": _s(80),
+                "cpu_naive_ms": _s(800),
+                "wall_ratio": 0.11,
+                "first_answer_cpu_ms": _s(80),
+                "first_answer_cpu_ratio": 0.11,
                 "ours_ms": _s(80),
                 "naive_ms": _s(800),
                 "first_answer_ours_ms": _s(90),
@@ -38,6 +43,11 @@ def report(returning_p50: float, webhook_ratio: float, worker_rate: float) -> di
             },
             "catalog": {
                 "ratio": 0.31,
+                "cpu_ms": _s(150),
+                "cpu_naive_ms": _s(480),
+                "wall_ratio": 0.32,
+                "first_answer_cpu_ms": _s(150),
+                "first_answer_cpu_ratio": 0.32,
                 "ours_ms": _s(150),
                 "naive_ms": _s(480),
                 "first_answer_ours_ms": _s(160),

@@ -5,7 +5,10 @@ serves the event once, prints the seconds both took as JSON and leaves at once (
 process is never torn down between requests, so teardown is not part of its cold start). It
 also prints the moments the import ended and the answer came on the system-wide monotonic
 clock, so the caller, which noted when it spawned the process, knows the whole-process cold
-import (interpreter start included) and the whole-process first answer from one run. Only the
+import (interpreter start included) and the whole-process first answer from one run, and
+the CPU time the process had used at both moments (``time.process_time``, from the process's
+start): on a shared machine, time spent waiting for a core inflates wall times but not that.
+Only the
 standard library is imported here besides the handler, so nothing the handler needs is loaded
 for it.
 """
@@ -42,9 +45,9 @@ def main() -> None:
         event = json.load(handle)
     started = time.monotonic()
     handler = __import__(module, fromlist=["lambda_handler"]).lambda_handler
-    imported = time.monotonic()
+    imported, cpu_imported = time.monotonic(), time.process_time()
     result = handler(event, _Context(30))
-    done = time.monotonic()
+    done, cpu_done = time.monotonic(), time.process_time()
     status = result.get("statusCode") if isinstance(result, dict) else None
     failures = len(result.get("batchItemFailures", [])) if isinstance(result, dict) else 0
     print(
@@ -54,6 +57,8 @@ def main() -> None:
                 "total_s": done - started,
                 "imported_at": imported,
                 "answered_at": done,
+                "cpu_at_import_s": cpu_imported,
+                "cpu_at_answer_s": cpu_done,
                 "status": status,
                 "failures": failures,
             }
