@@ -662,7 +662,7 @@ def add_ratios(report: dict[str, Any]) -> None:
 
 
 def targets(report: dict[str, Any]) -> dict[str, Target]:
-    """Each target of the run, by the figure it applies to (issue 19's, and the earlier ones)."""
+    """Each target of the run, by the figure it applies to."""
     found: dict[str, Target] = {}
     journey = report.get("journey", {})
     for key, limit, field_name in (
