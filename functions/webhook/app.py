@@ -8,30 +8,33 @@ that fails answers 500 so that Stripe retries the delivery.
 This is the one function that does not use the Powertools resolver: it serves a single route
 whose body is checked by its signature, not a schema, and the resolver and its OpenAPI
 machinery were most of its cold start (``make bench``). The route's OpenAPI description lives
-in ``openapi.py`` beside this file.
+in ``openapi.py`` beside this file. For the same reason it imports nothing its one route does
+not use: no settings model (pydantic-settings; ``payments.environment`` reads its four
+variables), no botocore (``payments.adapters.queue`` signs one ``SendMessage`` with the
+standard library), no catalog (``payments.stripe_envelope`` checks the event's envelope).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from payments import errors
 from payments.adapters.queue import get_event_queue
 from payments.deadline import start_invocation
-from payments.observability import capture_exception, get_metrics, logger
+from payments.environment import env_text, require_env
+from payments.observability import capture_exception, get_metrics, logger, start_sentry
 from payments.responses import error_body, error_result, lambda_result
-from payments.runtime import bootstrap
-from payments.settings import Settings
+from payments.stripe_envelope import check_envelope
 from payments.webhook_signature import InvalidSignature, verify_signature
-from payments.webhooks import parse_event
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-REQUIRED = ("stripe_webhook_secret", "webhook_queue_url")
+REQUIRED = ("STRIPE_WEBHOOK_SECRET", "WEBHOOK_QUEUE_URL")
 ROUTE = ("POST", "/v1/webhooks/stripe")
 SIGNATURE_HEADER = "stripe-signature"
 # An SQS message holds 256 KiB; keep room for the message attributes.
@@ -58,15 +61,30 @@ def _raw_body(event: dict[str, Any]) -> str:
         ) from None
 
 
-def _signing_secrets(settings: Settings) -> list[str]:
-    secrets = [settings.value("stripe_webhook_secret")]
-    previous = settings.stripe_webhook_secret_previous
-    if previous is not None:
-        secrets.append(previous.get_secret_value())
-    return secrets
+@dataclass(frozen=True)
+class WebhookConfig:
+    """What this function reads from its environment (re-read per invocation: microseconds)."""
+
+    signing_secrets: tuple[str, ...] = field(repr=False)
+    queue_url: str
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_environment(cls) -> WebhookConfig:
+        required = require_env(*REQUIRED)
+        secrets = [required["STRIPE_WEBHOOK_SECRET"]]
+        # A second accepted signing secret while a rotated endpoint secret rolls out.
+        previous = env_text("STRIPE_WEBHOOK_SECRET_PREVIOUS")
+        if previous is not None:
+            secrets.append(previous)
+        return cls(
+            signing_secrets=tuple(secrets),
+            queue_url=required["WEBHOOK_QUEUE_URL"],
+            endpoint_url=env_text("AWS_ENDPOINT_URL"),
+        )
 
 
-def receive_stripe_event(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def receive_stripe_event(event: dict[str, Any], config: WebhookConfig) -> dict[str, Any]:
     """Verify, queue, acknowledge. Raises a domain error for anything else."""
     http = event.get("requestContext", {}).get("http", {})
     if http.get("method", "POST") != ROUTE[0]:
@@ -76,13 +94,13 @@ def receive_stripe_event(event: dict[str, Any], settings: Settings) -> dict[str,
     if len(payload.encode()) > MAX_EVENT_BYTES:
         raise errors.PayloadTooLarge()
     try:
-        verify_signature(payload, signature, _signing_secrets(settings))
+        verify_signature(payload, signature, config.signing_secrets)
     except InvalidSignature:
         # Who tried, never what they sent: the header and body stay out of the logs.
         logger.warning("stripe signature rejected", extra={"source_ip": http.get("sourceIp")})
         raise
-    stripe_event = parse_event(payload)
-    queue = get_event_queue(settings.value("webhook_queue_url"), settings.aws_endpoint_url)
+    stripe_event = check_envelope(payload)
+    queue = get_event_queue(config.queue_url, config.endpoint_url)
     queue.send_event(payload, event_id=stripe_event.id, event_type=stripe_event.type)
     logger.info(
         "stripe event queued",
@@ -100,9 +118,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             error_body("missing_signature", "The Stripe-Signature header is missing."),
         )
     try:
-        settings = bootstrap(*REQUIRED)
+        config = WebhookConfig.from_environment()
+        start_sentry(env_text("SENTRY_DSN"), env_text("SENTRY_ENVIRONMENT") or "dev")
         start_invocation(context)
-        response = receive_stripe_event(event, settings)
+        response = receive_stripe_event(event, config)
     except errors.PaymentsError as exc:
         response = error_result(exc)
     except Exception as exc:  # noqa: BLE001 - the contract's generic 500; details to the log

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from payments import errors
 from payments.observability import logger
@@ -20,6 +20,13 @@ class Member:
 
 class TokenVerifier(Protocol):
     def verify(self, token: str) -> str: ...
+
+
+@runtime_checkable
+class RevocationAwareVerifier(TokenVerifier, Protocol):
+    def confirm(self, token: str) -> str:
+        """The member id, once Memberstack itself says the session is still valid."""
+        ...
 
 
 def bearer_token(headers: Mapping[str, str] | None) -> str:
@@ -38,8 +45,15 @@ def bearer_token(headers: Mapping[str, str] | None) -> str:
 def authenticate(
     headers: Mapping[str, str] | None, verifier: TokenVerifier, admin_ids: tuple[str, ...]
 ) -> Member:
-    member_id = verifier.verify(bearer_token(headers))
-    return Member(id=member_id, is_admin=member_id in admin_ids)
+    """The member a token names. Members are verified locally (signature and claims), so a
+    revoked member token passes until it expires; an administrator's token is also confirmed
+    with Memberstack, so a revoked one is refused within a minute: admin actions move money."""
+    token = bearer_token(headers)
+    member_id = verifier.verify(token)
+    is_admin = member_id in admin_ids
+    if is_admin and isinstance(verifier, RevocationAwareVerifier):
+        member_id = verifier.confirm(token)
+    return Member(id=member_id, is_admin=is_admin)
 
 
 def current_member(headers: Mapping[str, str] | None) -> Member:
@@ -56,17 +70,20 @@ def require_admin(member: Member, action: str) -> None:
 
 
 @lru_cache(maxsize=1)
-def _verifier(api_base: str, app_id: str, secret_key: str) -> TokenVerifier:
+def _verifier(
+    api_base: str, app_id: str, secret_key: str, jwks_url: str | None = None
+) -> TokenVerifier:
     from payments.adapters.memberstack import MemberstackVerifier
 
-    return MemberstackVerifier(api_base, secret_key, app_id)
+    return MemberstackVerifier(api_base, secret_key, app_id, jwks_url=jwks_url)
 
 
 def get_verifier(settings: Settings) -> TokenVerifier:
-    """The container's verifier (one HTTP client and token cache per container)."""
+    """The container's verifier (one HTTP client, key set and token cache per container)."""
     settings.require("memberstack_secret_key", "memberstack_app_id")
     return _verifier(
         settings.memberstack_api_base,
         settings.value("memberstack_app_id"),
         settings.value("memberstack_secret_key"),
+        settings.memberstack_jwks_url,
     )

@@ -70,16 +70,22 @@ def _before_send(event: Any, hint: Any) -> Any:
 
 def init_sentry(settings: Settings) -> bool:
     """Start Sentry once per container when a DSN is configured. Returns whether it runs."""
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn is not None else None
+    return start_sentry(dsn, settings.sentry_environment)
+
+
+def start_sentry(dsn: str | None, environment: str) -> bool:
+    """``init_sentry`` without the settings model (the webhook reads its environment itself)."""
     global _sentry_started
-    if _sentry_started or settings.sentry_dsn is None:
+    if _sentry_started or not dsn:
         return _sentry_started
     import sentry_sdk
     from sentry_sdk.integrations.aws_lambda import AwsLambdaIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
 
     sentry_sdk.init(
-        dsn=settings.sentry_dsn.get_secret_value(),
-        environment=settings.sentry_environment,
+        dsn=dsn,
+        environment=environment,
         integrations=[
             AwsLambdaIntegration(timeout_warning=True),
             LoggingIntegration(level=logging.INFO, event_level=None),

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     memberstack_secret_key: SecretStr | None = None
     memberstack_app_id: str | None = None
     memberstack_api_base: str = "https://admin.memberstack.com"
+    # Where the token signing keys are published: Memberstack's for its own API base, a
+    # stand-in's for another (payments.adapters.memberstack.jwks_url_for).
+    memberstack_jwks_url: str | None = None
     admin_member_ids: CommaList = ()
 
     make_webhook_url: SecretStr | None = None

@@ -46,14 +46,17 @@ def test_each_function_answers_its_sample_event(
     function: str, stack: Stack, service_env: pytest.MonkeyPatch
 ) -> None:
     if function == "webhook":
-        from moto import mock_aws
+        from payments.adapters.queue import get_event_queue
+        from tools.local.sqs import create_queues, start_sqs
 
-        with mock_aws():
-            import boto3
-
-            queue = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="events")
-            service_env.setenv("WEBHOOK_QUEUE_URL", queue["QueueUrl"])
+        # moto over HTTP: the webhook signs its own SQS requests, as it does in AWS.
+        with start_sqs() as sqs:
+            service_env.setenv("AWS_ENDPOINT_URL", sqs.endpoint_url)
+            queue_url, _ = create_queues(sqs.endpoint_url, "sample-events")
+            service_env.setenv("WEBHOOK_QUEUE_URL", queue_url)
+            get_event_queue.cache_clear()
             result = _invoke(function, stack)
+            get_event_queue.cache_clear()
     else:
         result = _invoke(function, stack)
     if "statusCode" in result:

@@ -154,6 +154,47 @@ def test_revoked_token_becomes_invalid(memberstack: MemberstackServer) -> None:
     assert verify(memberstack, memberstack.mint("mem_1", ttl_seconds=7200)).status_code == 200
 
 
+def test_signing_keys_are_published_as_a_jwks_document(
+    memberstack: MemberstackServer, signing_key: rsa.RSAPrivateKey
+) -> None:
+    # When the key set is fetched the way Memberstack's own package fetches it (no API key)
+    response = httpx.get(f"{memberstack.url}/.well-known/jwks.json")
+
+    # Then it lists the signing key's public half under the kid its tokens carry
+    assert response.status_code == 200
+    [jwk] = response.json()["keys"]
+    assert set(jwk) == {"kty", "kid", "use", "alg", "n", "e"}
+    assert (jwk["kty"], jwk["use"], jwk["alg"]) == ("RSA", "sig", "RS256")
+    token = memberstack.mint("mem_1")
+    assert jwt.get_unverified_header(token)["kid"] == jwk["kid"]
+    public = jwt.PyJWK(jwk).key
+    assert jwt.decode(token, public, algorithms=["RS256"], audience=APP_ID)["id"] == "mem_1"
+    assert "d" not in jwk  # never the private exponent
+
+
+def test_a_rotation_publishes_the_new_key_beside_the_old_one(
+    memberstack: MemberstackServer,
+) -> None:
+    # Given a token signed before the rotation
+    before = memberstack.mint("mem_1")
+
+    # When the stand-in rotates its key, then rotates again retiring the previous ones
+    rotated = httpx.post(f"{memberstack.url}/_standin/rotate", json={})
+    after = memberstack.mint("mem_2")
+    kids = [k["kid"] for k in httpx.get(f"{memberstack.url}/.well-known/jwks.json").json()["keys"]]
+
+    # Then both keys are published, new tokens carry the new kid, and both tokens verify
+    assert rotated.status_code == 200
+    assert kids[-1] == rotated.json()["kid"] == jwt.get_unverified_header(after)["kid"]
+    assert len(kids) == 2
+    assert verify(memberstack, before).status_code == 200
+    assert verify(memberstack, after).status_code == 200
+
+    httpx.post(f"{memberstack.url}/_standin/rotate", json={"retire_previous": True})
+    assert len(httpx.get(f"{memberstack.url}/.well-known/jwks.json").json()["keys"]) == 1
+    assert_invalid_token(verify(memberstack, before))
+
+
 @pytest.mark.parametrize("api_key", [None, "", "sk_sb_wrong"], ids=["missing", "empty", "wrong"])
 def test_wrong_or_missing_api_key_is_unauthorized(
     memberstack: MemberstackServer, api_key: str | None

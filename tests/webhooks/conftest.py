@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from moto import mock_aws
 
 from payments.adapters.make import MakeWebhook
 from payments.adapters.postgres_store import PostgresStore
@@ -19,16 +18,26 @@ from payments.webhook_processing import RefundIssuer, WorkerPorts
 from tests.fakes.lambda_context import FakeLambdaContext
 from tools.devserver.events import http_event
 from tools.local.make_receiver import MakeReceiverServer, start_make_receiver
+from tools.local.sqs import LocalSqs, start_sqs
 
 MAKE_KEY = "make_test_key"
 
 
+@pytest.fixture(scope="session")
+def moto_sqs() -> Iterator[LocalSqs]:
+    """moto's SQS served over HTTP: the webhook signs its own requests, as it does in AWS."""
+    local = start_sqs()
+    yield local
+    local.stop()
+
+
 @pytest.fixture
-def sqs_queue() -> Iterator[tuple[Any, str]]:
-    """A moto SQS queue: ``(client, queue_url)``."""
+def sqs_queue(moto_sqs: LocalSqs) -> Iterator[tuple[Any, str]]:
+    """A moto SQS queue: ``(client, queue_url)``; ``AWS_ENDPOINT_URL`` points at it."""
     get_event_queue.cache_clear()
-    with mock_aws():
-        client = sqs_client()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL", moto_sqs.endpoint_url)
+        client = sqs_client(moto_sqs.endpoint_url)
         url = client.create_queue(QueueName=f"webhooks-{uuid.uuid4().hex[:8]}")["QueueUrl"]
         yield client, url
     get_event_queue.cache_clear()

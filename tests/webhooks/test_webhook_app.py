@@ -73,6 +73,22 @@ def test_a_missing_signature_is_refused_before_any_configuration_is_read(
     assert answer["error"]["code"] == "missing_signature"
 
 
+def test_a_missing_variable_fails_with_its_name(env: pytest.MonkeyPatch) -> None:
+    # Given a signing secret but no queue configured
+    env.setenv("STRIPE_WEBHOOK_SECRET", f.WEBHOOK_SECRET)
+    env.setenv("WEBHOOK_QUEUE_URL", "   ")  # CloudFormation's empty parameter
+    _stripe_event, body = signed_completed_event()
+
+    # When a signed event arrives
+    status, answer = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body))]))
+
+    # Then it is a 500 (Stripe retries) naming the variable, never the secret
+    assert status == 500
+    assert answer["error"]["code"] == "configuration_error"
+    assert "WEBHOOK_QUEUE_URL" in answer["error"]["message"]
+    assert f.WEBHOOK_SECRET not in json.dumps(answer)
+
+
 def test_a_base64_encoded_body_is_verified_on_its_decoded_bytes(
     configured: tuple[Any, str],
 ) -> None:
@@ -203,34 +219,47 @@ def test_the_sample_event_is_accepted_once_re_signed(configured: tuple[Any, str]
     assert len(receive_all(client, queue_url)) == 1
 
 
-def test_the_webhook_path_never_imports_a_database_client_or_sentry() -> None:
-    # Given a fresh interpreter (the cold start), after one successful request
-    script = """
-import json, sys
-from moto import mock_aws
-with mock_aws():
-    from payments.adapters.queue import sqs_client
-    import os
-    os.environ["WEBHOOK_QUEUE_URL"] = sqs_client().create_queue(QueueName="q")["QueueUrl"]
-    from functions.webhook import app
-    from tests.webhooks import factories as f
-    from tools.devserver.events import http_event
-    from tools.devserver.lambda_host import FakeLambdaContext
+def test_the_webhook_path_imports_only_what_its_route_uses(sqs_queue: tuple[Any, str]) -> None:
+    # Given a fresh interpreter (the cold start) and a queue served over HTTP by moto
+    _client, queue_url = sqs_queue
     stripe_event = f.event("checkout.session.completed", f.checkout_session())
     body = f.payload(stripe_event)
-    event = http_event(method="POST", path="/v1/webhooks/stripe",
-                       route_key="POST /v1/webhooks/stripe", body=body.encode(),
-                       headers=[("Content-Type", "application/json"),
-                                ("Stripe-Signature", f.sign(body))])
-    response = app.lambda_handler(event, FakeLambdaContext("WebhookFunction"))
-    heavy = [m for m in ("psycopg", "postgrest", "supabase", "sentry_sdk", "httpx_retry")
-             if m in sys.modules]
-    print(json.dumps({"status": response["statusCode"], "heavy": heavy}))
+    # The event and context are built by hand: the test's helpers would load what we look for.
+    event = webhook_event(body, [("Stripe-Signature", f.sign(body))])
+    script = """
+import json, sys
+from functions.webhook import app
+class Context:
+    function_name = "WebhookFunction"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:WebhookFunction"
+    aws_request_id = "req-1"
+    def get_remaining_time_in_millis(self):
+        return 10_000
+response = app.lambda_handler(json.loads(sys.stdin.read()), Context())
+heavy = [m for m in HEAVY if m in sys.modules]
+print(json.dumps({"status": response["statusCode"], "heavy": heavy}))
 """
+    heavy = (
+        "psycopg",
+        "postgrest",
+        "supabase",
+        "sentry_sdk",
+        "stripe",
+        "httpx",
+        "pydantic",
+        "pydantic_settings",
+        "botocore.session",
+        "botocore.client",
+        "aws_lambda_powertools.event_handler",
+        "payments.settings",
+        "payments.catalog",
+    )
     child_env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
         "STRIPE_WEBHOOK_SECRET": f.WEBHOOK_SECRET,
+        "WEBHOOK_QUEUE_URL": queue_url,
         "POWERTOOLS_TRACE_DISABLED": "1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
@@ -240,7 +269,8 @@ with mock_aws():
 
     # When it handles a request
     result = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", f"HEAVY = {heavy!r}\n{script}"],
+        input=json.dumps(event),
         capture_output=True,
         text=True,
         env=child_env,
@@ -249,6 +279,8 @@ with mock_aws():
         check=True,
     )
 
-    # Then none of the worker's heavy clients were loaded
+    # Then it queued the event without loading a database client, Sentry, the settings
+    # model, the resolver or botocore's session machinery
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome == {"status": 200, "heavy": []}
+    assert len(receive_all(_client, queue_url)) == 1

@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Protocol, Self
 
+from tools.local.latency import Latency
+
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -91,6 +93,8 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
+        # Injected per-call delay (``make bench``); None answers at once.
+        self.latency: Latency | None = None
         super().__init__(address, _Handler)
 
 
@@ -117,7 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         try:
-            response = self.server.app.handle(request)
+            latency = self.server.latency
+            if latency is None:
+                response = self.server.app.handle(request)
+            else:
+                with latency.around(f"{request.method} {request.path}"):
+                    response = self.server.app.handle(request)
         except BadRequestError as exc:
             response = Response.json(HTTPStatus.BAD_REQUEST, {"message": str(exc)})
         except Exception:
@@ -166,6 +175,15 @@ class BackgroundServer:
             daemon=True,
         )
         self._thread.start()
+
+    @property
+    def latency(self) -> Latency | None:
+        """The delay added to each answer, and its call log (None: answer at once)."""
+        return self._server.latency
+
+    @latency.setter
+    def latency(self, value: Latency | None) -> None:
+        self._server.latency = value
 
     @property
     def port(self) -> int:

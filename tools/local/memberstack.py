@@ -6,13 +6,21 @@ iss}}`` for a valid token and 401 ``{"code": "INVALID_TOKEN", ...}`` otherwise. 
 check the audience: it returns ``aud`` and the payment service compares it with its app id, so
 this stand-in does not check it either.
 
+Memberstack also publishes the public keys that sign member tokens as a JWKS document, which
+its own admin package (and the payment service) reads to verify tokens without calling the
+API. The stand-in publishes its keys the same way at ``GET /.well-known/jwks.json`` (the
+service derives that address from ``MEMBERSTACK_API_BASE`` when it is not Memberstack's).
+
 Tokens are real RS256 JWTs. The signing key is persisted at ``.local/memberstack/key.pem``
 (override with ``MEMBERSTACK_STANDIN_KEY_FILE``) and created on first use, so tokens minted by
 ``python -m tools.local.member_token`` in another terminal verify against the running server.
 
 Extra endpoints for tests and demos, loopback only and never part of the real API:
 
-* ``POST /_standin/revoke {"token"}``: later verifications of that token fail.
+* ``POST /_standin/revoke {"token"}``: later verify-token calls for that token fail (a token
+  verified against the published keys still passes until it expires, as with Memberstack).
+* ``POST /_standin/rotate {"retire_previous"?}``: sign with a new key from now on, published
+  beside the previous one (or instead of it with ``retire_previous``).
 * ``POST /_standin/tokens {"member_id", "ttl_seconds"?, "email"?}``: mint a token.
 * ``GET /_standin/health``.
 
@@ -22,6 +30,7 @@ default 12112).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -129,6 +138,25 @@ def key_id(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
     return hashlib.sha256(der).hexdigest()[:16]
 
 
+def _b64url_int(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def public_jwk(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> dict[str, str]:
+    """The JWK of the key pair's public half, as a JWKS document lists it."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    numbers = public.public_numbers()
+    return {
+        "kty": "RSA",
+        "kid": key_id(public),
+        "use": "sig",
+        "alg": ALGORITHM,
+        "n": _b64url_int(numbers.n),
+        "e": _b64url_int(numbers.e),
+    }
+
+
 def mint_token(
     member_id: str,
     *,
@@ -179,11 +207,46 @@ class MemberstackStandIn:
     """The stand-in's behaviour, independent of HTTP. Thread-safe."""
 
     def __init__(self, *, key: rsa.RSAPrivateKey, secret_key: str, app_id: str) -> None:
-        self.key = key
+        # Published keys, oldest first; the last one signs new tokens.
+        self._keys = [key]
         self.secret_key = secret_key
         self.app_id = app_id
         self._revoked: set[str] = set()
         self._lock = threading.Lock()
+        self.jwks_served = 0
+
+    @property
+    def key(self) -> rsa.RSAPrivateKey:
+        """The key that signs new tokens."""
+        with self._lock:
+            return self._keys[-1]
+
+    def rotate(
+        self, new_key: rsa.RSAPrivateKey | None = None, *, retire_previous: bool = False
+    ) -> rsa.RSAPrivateKey:
+        """Sign with ``new_key`` (a fresh one by default) from now on, as a key rotation does."""
+        key = new_key or generate_signing_key()
+        with self._lock:
+            self._keys = [key] if retire_previous else [*self._keys, key]
+        return key
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS document: every key a valid token may be signed with."""
+        with self._lock:
+            keys = list(self._keys)
+        return {"keys": [public_jwk(key) for key in keys]}
+
+    def _public_key(self, token: str) -> rsa.RSAPublicKey | None:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError:
+            return None
+        with self._lock:
+            keys = list(self._keys)
+        for key in keys:
+            if key_id(key) == kid:
+                return key.public_key()
+        return None
 
     def mint(self, member_id: str, *, ttl_seconds: int = 3600, email: str | None = None) -> str:
         """Mint a token this stand-in will accept."""
@@ -201,10 +264,13 @@ class MemberstackStandIn:
         with self._lock:
             if _token_digest(token) in self._revoked:
                 return None
+        public_key = self._public_key(token)
+        if public_key is None:
+            return None
         try:
             claims = jwt.decode(
                 token,
-                self.key.public_key(),
+                public_key,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
                 # Memberstack leaves the audience check to the caller (see module docstring).
@@ -221,7 +287,9 @@ class MemberstackStandIn:
         """Route one HTTP request."""
         routes = {
             "/members/verify-token": ("POST", self._verify_token),
+            "/.well-known/jwks.json": ("GET", self._jwks),
             "/_standin/revoke": ("POST", self._revoke),
+            "/_standin/rotate": ("POST", self._rotate),
             "/_standin/tokens": ("POST", self._mint),
             "/_standin/health": ("GET", self._health),
         }
@@ -242,6 +310,17 @@ class MemberstackStandIn:
         if data is None:
             return _error(*_INVALID_TOKEN)
         return Response.json(HTTPStatus.OK, {"data": data})
+
+    def _jwks(self, request: Request) -> Response:
+        with self._lock:
+            self.jwks_served += 1
+        return Response.json(HTTPStatus.OK, self.jwks())
+
+    def _rotate(self, request: Request) -> Response:
+        body = request.json() if request.body else {}
+        retire = bool(body.get("retire_previous")) if isinstance(body, dict) else False
+        key = self.rotate(retire_previous=retire)
+        return Response.json(HTTPStatus.OK, {"kid": key_id(key)})
 
     def _revoke(self, request: Request) -> Response:
         self.revoke(_token_from(request))

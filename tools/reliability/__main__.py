@@ -75,12 +75,11 @@ def _truncate(url: str) -> None:
 
 @contextmanager
 def _stack(url: str) -> Iterator[dict[str, Any]]:
-    from moto import mock_aws
-
     from payments.adapters.queue import get_event_queue, sqs_client
     from payments.settings import get_settings
     from tools.local.make_receiver import start_make_receiver
     from tools.local.memberstack import start_memberstack
+    from tools.local.sqs import start_sqs
     from tools.seed_stripe import seed_catalog
     from tools.stripe_emulator import start_emulator
 
@@ -94,9 +93,11 @@ def _stack(url: str) -> Iterator[dict[str, Any]]:
         stack.callback(memberstack.stop)
         make = start_make_receiver(0, api_key=MAKE_KEY, echo=False)
         stack.callback(make.stop)
-        stack.enter_context(mock_aws())
+        # moto over HTTP: the webhook signs its own SQS requests, as it does in AWS.
+        sqs = stack.enter_context(start_sqs(0))
         for name in CLEARED:
             os.environ.pop(name, None)
+        os.environ["AWS_ENDPOINT_URL"] = sqs.endpoint_url
         os.environ.update(
             {
                 "AWS_DEFAULT_REGION": "us-east-1",
@@ -187,7 +188,8 @@ def run(seed: int, rounds: int, actions: int, fuzz_examples: int) -> dict[str, A
 
         memberstack = parts["memberstack"]
         attacker = f"mem_attacker_{uuid.uuid4().hex[:8]}"
-        revoked = memberstack.mint(attacker, ttl_seconds=1234)
+        # An administrator's: member tokens are verified locally and pass until they expire.
+        revoked = memberstack.mint(ADMIN_ID, ttl_seconds=1234)
         memberstack.revoke(revoked)
         context = AttackContext(
             webhook_secret=WEBHOOK_SECRET,

@@ -70,8 +70,9 @@ class AttackContext:
 
     webhook_secret: str
     member_token: Callable[[str], str]
-    # Tokens the Memberstack stand-in must refuse, by kind: expired, wrong_audience,
-    # other_app, revoked.
+    # Tokens the service must refuse, by kind: expired, wrong_audience, other_app, and
+    # revoked (an administrator's: member tokens are verified against the published keys and a
+    # revoked one passes until it expires; an administrator's is confirmed with Memberstack).
     bad_tokens: dict[str, str]
     admin_token: str
     attacker: str
@@ -317,9 +318,14 @@ ATTACKS: tuple[Attack, ...] = (
         401,
         lambda c: _checkout(c.bad_tokens["other_app"]),
     ),
-    Attack("token: revoked", "token", 401, lambda c: _checkout(c.bad_tokens["revoked"])),
     Attack(
-        "token: revoked, on the admin refund route",
+        "token: an administrator's, revoked",
+        "token",
+        401,
+        lambda c: _checkout(c.bad_tokens["revoked"]),
+    ),
+    Attack(
+        "token: an administrator's, revoked, on the admin refund route",
         "token",
         401,
         lambda c: _refund(

@@ -74,6 +74,9 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         # Called after every request that may have changed the state (see persistence.py).
         self.after_change: list[Callable[[], None]] = []
+        # Injected per-call delay on the API (``make bench``): an object whose
+        # ``around(name)`` context manager delays and records the call; None answers at once.
+        self.latency: Any = None
 
 
 class EmulatorRequestHandler(BaseHTTPRequestHandler):
@@ -129,7 +132,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         path = url.path
         try:
             body = self._read_body()
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") and self.server.latency is not None:
+                with self.server.latency.around(f"{method} {path}"):
+                    response = self._api(method, path, url.query, body)
+            elif path.startswith("/v1/"):
                 response = self._api(method, path, url.query, body)
             elif path.startswith("/_emulator/"):
                 response = self._helper(method, path, body)
