@@ -60,3 +60,42 @@ def test_sentry_events_are_scrubbed_by_key_and_by_value() -> None:
     assert cleaned["request"]["headers"] == {"Stripe-Signature": REDACTED, "X-Api-Key": REDACTED}
     assert "jane@example.com" not in json.dumps(cleaned)
     assert "sk_" + LIVE not in json.dumps(cleaned)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sb_secret_" + "N7UnzbpAfRkZ9xq2DkqTXw_RqlfYGrd",
+        "pi_3MtwBwLkdIwHu7ix28a3tqPa_secret_YrKJUKribcBjcG8HVhfZluoGH",
+        "https://hook.eu1.make.com/abcd1234efgh5678ijkl",
+        "postgresql://postgres:s3cr3t-pass@db.abcdefg.supabase.co:5432/postgres",
+        "host=db.example dbname=payments user=svc password=s3cr3t-pass",
+    ],
+)
+def test_more_secret_shapes_are_redacted(secret: str) -> None:
+    assert secret.split("@")[0].split("=")[-1][-8:] not in scrub_text(f"failed: {secret} .")
+
+
+@pytest.mark.parametrize("key", ["url", "database_url", "DATABASE_URL", "conninfo", "bearer",
+                                 "make_webhook_url", "webhook_url"])  # fmt: skip
+def test_values_under_connection_and_address_keys_are_redacted(key: str) -> None:
+    from payments.scrub import scrub
+
+    assert scrub({key: "anything at all"}) == {key: REDACTED}
+
+
+def test_sentry_never_sends_the_local_variables_of_stack_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sentry_sdk
+
+    from payments import observability
+    from payments.settings import Settings
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(sentry_sdk, "init", lambda **options: seen.update(options))
+    monkeypatch.setattr(observability, "_sentry_started", False)
+    observability.init_sentry(Settings(sentry_dsn="https://public@127.0.0.1/1"))
+    monkeypatch.setattr(observability, "_sentry_started", False)
+    assert seen["include_local_variables"] is False
+    assert seen["send_default_pii"] is False

@@ -71,10 +71,13 @@ class WebhookConfig:
 
     @classmethod
     def from_environment(cls) -> WebhookConfig:
-        required = require_env(*REQUIRED)
-        secrets = [required["STRIPE_WEBHOOK_SECRET"]]
+        current = _secret("STRIPE_WEBHOOK_SECRET")
+        required = require_env(
+            "WEBHOOK_QUEUE_URL", *(() if current else ("STRIPE_WEBHOOK_SECRET",))
+        )
+        secrets = [current or required["STRIPE_WEBHOOK_SECRET"]]
         # A second accepted signing secret while a rotated endpoint secret rolls out.
-        previous = env_text("STRIPE_WEBHOOK_SECRET_PREVIOUS")
+        previous = _secret("STRIPE_WEBHOOK_SECRET_PREVIOUS")
         if previous is not None:
             secrets.append(previous)
         return cls(
@@ -82,6 +85,20 @@ class WebhookConfig:
             queue_url=required["WEBHOOK_QUEUE_URL"],
             endpoint_url=env_text("AWS_ENDPOINT_URL"),
         )
+
+
+def _secret(name: str) -> str | None:
+    """``name`` from the environment (local runs, tests), else read from where
+    ``<name>_ARN`` says it is kept (a deployment), with the standard-library client."""
+    value = env_text(name)
+    if value is not None:
+        return value
+    reference = env_text(name + "_ARN")
+    if reference is None:
+        return None
+    from payments.adapters.aws_secrets import webhook_secrets
+
+    return webhook_secrets.get(reference, name)
 
 
 def receive_stripe_event(event: dict[str, Any], config: WebhookConfig) -> dict[str, Any]:
@@ -118,6 +135,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             error_body("missing_signature", "The Stripe-Signature header is missing."),
         )
     try:
+        if env_text("STRIPE_WEBHOOK_SECRET") is None:
+            from payments.adapters.aws_secrets import webhook_secrets
+
+            # A rotated secret reaches warm containers within minutes (no-op until then).
+            webhook_secrets.refresh()
         config = WebhookConfig.from_environment()
         start_sentry(env_text("SENTRY_DSN"), env_text("SENTRY_ENVIRONMENT") or "dev")
         start_invocation(context)

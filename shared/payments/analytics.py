@@ -1,4 +1,6 @@
-"""Payment trends by product track: gross, refunds, disputes, net, conversion, refund rate.
+"""Payment trends by product: gross, refunds, disputes, net, conversion, refund rate, for the
+one-time tracks and the subscription plans (whose gross is every paid invoice: first payments
+and renewals).
 
 The numbers come from the ``analytics_daily`` view through ``analytics_report(from, to)``, so
 the admin route and ``python -m tools.analytics_report`` can never disagree.
@@ -7,7 +9,7 @@ the admin route and ``python -m tools.analytics_report`` can never disagree.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -22,6 +24,9 @@ class Figures(BaseModel):
 
     product: str
     currency: str
+    kind: Literal["one_time", "subscription"] = Field(
+        default="one_time", description="A one-time track, or a subscription plan"
+    )
     gross: int
     refunds: int
     disputes: int
@@ -30,6 +35,8 @@ class Figures(BaseModel):
     refund_count: int
     dispute_count: int
     sessions_created: int
+    renewal_count: int = Field(default=0, description="Paid renewal invoices of a plan")
+    payment_failure_count: int = Field(default=0, description="Failed renewal attempts of a plan")
 
     @computed_field(description="Paid purchases / checkout sessions created")  # type: ignore[prop-decorator]
     @property

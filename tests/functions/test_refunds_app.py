@@ -221,6 +221,37 @@ def test_two_partial_refunds_can_add_up_to_the_total_but_a_third_is_refused(
     assert rest.body["error"]["code"] == "already_fully_refunded"
 
 
+def test_a_partial_refund_retried_without_a_key_after_it_was_confirmed_refunds_once(
+    stack: Stack, db: str, feed: WorkerFeed, member: str
+) -> None:
+    # Given a partial refund that went through and whose events the worker applied
+    pi = paid_purchase(stack, db, feed, member)
+    body = {"payment_intent": pi, "amount": 3000, "reason": "requested_by_customer"}
+    first = refund(stack, body)
+    feed.deliver_new()
+    assert purchase_state(db, pi) == ("partially_refunded", 3000)
+
+    # When the admin's tool retries the same request without an Idempotency-Key
+    again = refund(stack, body)
+
+    # Then it gets the same refund back: one refund at Stripe, 3000 refunded
+    assert (first.status, again.status) == (201, 201)
+    assert again.body["id"] == first.body["id"]
+    assert len(stripe_refunds(stack, pi)) == 1
+    assert purchase_state(db, pi) == ("partially_refunded", 3000)
+
+
+def test_another_equal_partial_refund_needs_its_own_key(
+    stack: Stack, db: str, feed: WorkerFeed, member: str
+) -> None:
+    pi = paid_purchase(stack, db, feed, member)
+    body = {"payment_intent": pi, "amount": 1000, "reason": "requested_by_customer"}
+    one = refund(stack, body, key="first-click")
+    two = refund(stack, body, key="second-click")
+    assert one.body["id"] != two.body["id"]
+    assert len(stripe_refunds(stack, pi)) == 2
+
+
 def test_an_amount_above_what_is_left_is_a_422_naming_what_is_left(
     stack: Stack, db: str, feed: WorkerFeed, member: str
 ) -> None:

@@ -94,6 +94,44 @@ def test_daily_figures_put_refunds_and_disputes_on_their_own_day(
 
 
 @pytest.mark.integration
+def test_a_month_of_paid_plans_is_subscription_revenue_by_plan(store: Store, rows: Rows) -> None:
+    # Given a subscription bought in May (its checkout and first invoice), renewed in June,
+    # with one failed attempt before the June renewal went through
+    rows.conn.execute(
+        "insert into payment_logs (created_at, event_type, user_id, amount, currency, status,"
+        " stripe_object_id, metadata) values ('2026-05-03 10:00Z', 'checkout.session.created',"
+        " 'mem_a', 2900, 'usd', 'open', 'cs_sub', '{\"mode\": \"subscription\"}')"
+    )
+    rows.conn.execute(
+        "insert into purchases (checkout_session_id, member_id, product, mode, amount,"
+        " currency, status, payment_status, subscription_id, created_at, updated_at) values"
+        " ('cs_sub', 'mem_a', 'growth_monthly', 'subscription', 2900, 'usd', 'paid', 'paid',"
+        " 'sub_1', '2026-05-03 10:00Z', '2026-05-03 10:00Z')"
+    )
+    for invoice, reason, paid_at, failed_at in [
+        ("in_1", "subscription_create", "2026-05-03 10:01Z", None),
+        ("in_2", "subscription_cycle", "2026-06-05 09:00Z", "2026-06-03 09:00Z"),
+    ]:
+        rows.conn.execute(
+            "insert into subscription_invoices (id, subscription_id, member_id, product,"
+            " amount_due, amount_paid, currency, status, billing_reason, paid_at, failed_at,"
+            " state_as_of) values (%s, 'sub_1', 'mem_a', 'growth_monthly', 2900, 2900, 'usd',"
+            " 'paid', %s, %s, %s, %s)",
+            (invoice, reason, paid_at, failed_at, paid_at),
+        )
+    # When the analytics of May and June are read
+    report = analytics_report(store, date(2026, 5, 1), date(2026, 6, 30))
+    monthly = {(f.period.isoformat(), f.product): f for f in report.monthly}
+    may, june = monthly[("2026-05-01", "growth_monthly")], monthly[("2026-06-01", "growth_monthly")]
+    # Then each paid invoice is revenue of the plan, the first payment counted once
+    assert (may.kind, may.gross, may.paid_count, may.renewal_count) == ("subscription", 2900, 1, 0)
+    assert (june.gross, june.renewal_count, june.payment_failure_count) == (2900, 1, 1)
+    assert may.conversion_rate == 1.0
+    [total] = [t for t in report.by_product if t.product == "growth_monthly"]
+    assert total.net == 5800
+
+
+@pytest.mark.integration
 def test_the_monthly_view_agrees_with_the_report(store: Store, known_rows: Rows) -> None:
     viewed = known_rows.conn.execute(
         "select product, gross, refunds, disputes, net, conversion_rate::float8,"

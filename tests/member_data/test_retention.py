@@ -151,3 +151,13 @@ def test_erasure_records_expire_with_the_window(store: Store, rows: Rows) -> Non
     report = purge_expired(store, POLICY, has_time=always)
     assert report.rows["erasures"] == 1
     assert rows.count("erasures") == 0
+
+
+def test_a_purchase_lost_to_a_dispute_is_purged_like_any_other(store: Store, rows: Rows) -> None:
+    # Given a three-year-old purchase whose dispute was lost (decided, not open)
+    rows.purchase("mem_a", "cs_l", ago="36 months", payment_intent="pi_l", status="dispute_lost")
+    rows.log("mem_a", ago="36 months", object_id="cs_l")
+    # When the purge runs, then nothing keeps it for ever
+    purge_expired(store, POLICY, has_time=always)
+    assert rows.count("purchases") == 0
+    assert rows.count("payment_logs") == 0

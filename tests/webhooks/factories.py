@@ -220,3 +220,41 @@ def sign(body: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) 
     ts = int(time.time()) if timestamp is None else timestamp
     digest = hmac.new(secret.encode(), f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
     return f"t={ts},v1={digest}"
+
+
+def invoice(
+    subscription_id: str,
+    *,
+    customer: str,
+    amount: int = 2900,
+    paid: bool = True,
+    billing_reason: str = "subscription_cycle",
+    attempt_count: int = 1,
+    member_id: str | None = None,
+) -> dict[str, Any]:
+    """A subscription's invoice as ``invoice.paid`` / ``invoice.payment_failed`` carry it: the
+    subscription under ``parent.subscription_details`` (no top-level ``subscription`` since
+    2025-03-31)."""
+    obj = fixture("invoice")
+    obj.pop("subscription", None)
+    obj.update(
+        id=new_id("in_"),
+        customer=customer,
+        currency="usd",
+        amount_due=amount,
+        amount_paid=amount if paid else 0,
+        amount_remaining=0 if paid else amount,
+        status="paid" if paid else "open",
+        billing_reason=billing_reason,
+        attempt_count=attempt_count,
+        next_payment_attempt=None if paid else int(time.time()) + 3 * 86400,
+        parent={
+            "quote_details": None,
+            "subscription_details": {
+                "metadata": {"member_id": member_id} if member_id else {},
+                "subscription": subscription_id,
+            },
+            "type": "subscription_details",
+        },
+    )
+    return obj

@@ -284,3 +284,56 @@ print(json.dumps({"status": response["statusCode"], "heavy": heavy}))
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome == {"status": 200, "heavy": []}
     assert len(receive_all(_client, queue_url)) == 1
+
+
+@pytest.mark.parametrize("store", ["secretsmanager", "ssm"])
+def test_a_deployed_webhook_reads_its_signing_secret_from_where_its_arn_points(
+    env: pytest.MonkeyPatch, sqs_queue: tuple[Any, str], moto_sqs: Any, store: str
+) -> None:
+    # Given a deployment: no secret in the environment, only where it is kept
+    import boto3
+
+    from payments.adapters.aws_secrets import webhook_secrets
+
+    endpoint = moto_sqs.endpoint_url
+    if store == "secretsmanager":
+        client = boto3.client("secretsmanager", endpoint_url=endpoint)
+        arn = client.create_secret(Name=f"whsec-{time.time_ns()}", SecretString=f.WEBHOOK_SECRET)[
+            "ARN"
+        ]
+    else:
+        client = boto3.client("ssm", endpoint_url=endpoint)
+        name = f"/payments/whsec-{time.time_ns()}"
+        client.put_parameter(Name=name, Value=f.WEBHOOK_SECRET, Type="SecureString")
+        arn = client.get_parameter(Name=name)["Parameter"]["ARN"]
+    env.setenv("STRIPE_WEBHOOK_SECRET_ARN", arn)
+    env.setenv("WEBHOOK_QUEUE_URL", sqs_queue[1])
+    webhook_secrets.clear()
+    _, body = signed_completed_event()
+
+    # When Stripe posts a signed event, then a forged one
+    good, _ = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body))]))
+    forged, _ = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body, secret="whsec_x"))]))
+
+    # Then the secret was read (signed with the standard-library client) and checked
+    assert (good, forged) == (200, 400)
+    webhook_secrets.clear()
+
+
+def test_a_signing_secret_that_cannot_be_read_fails_naming_its_variable(
+    env: pytest.MonkeyPatch, sqs_queue: tuple[Any, str]
+) -> None:
+    from payments.adapters.aws_secrets import webhook_secrets
+
+    env.setenv("STRIPE_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:gone")
+    env.setenv("WEBHOOK_QUEUE_URL", sqs_queue[1])
+    webhook_secrets.clear()
+    _, body = signed_completed_event()
+
+    status, answer = invoke(webhook_event(body, [("Stripe-Signature", f.sign(body))]))
+
+    # Then it is a 500 (Stripe retries) naming the variable, like a missing one
+    assert status == 500
+    assert answer["error"]["code"] == "secret_unavailable"
+    assert "STRIPE_WEBHOOK_SECRET" in answer["error"]["message"]
+    webhook_secrets.clear()

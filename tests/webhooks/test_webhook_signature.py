@@ -96,3 +96,12 @@ def test_any_configured_secret_may_have_signed_it() -> None:
 def test_an_oversized_header_is_refused_without_work() -> None:
     with pytest.raises(InvalidSignature):
         verify_signature("{}", "t=1," + "v1=" + "a" * 5000, [SECRET], now=NOW)
+
+
+@pytest.mark.parametrize(
+    "signature", ["é" * 64, "zz" * 32, "ABCDEF" + "0" * 58, "0" * 63, "0" * 65, "\u0660" * 64]
+)
+def test_a_v1_that_is_not_a_hex_digest_is_refused_not_a_crash(signature: str) -> None:
+    # compare_digest raises on non-ASCII text: that was a 500 (and an alarm), now a plain no
+    with pytest.raises(InvalidSignature):
+        verify_signature("{}", f"t={NOW},v1={signature}", [SECRET], now=NOW)

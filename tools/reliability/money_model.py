@@ -800,9 +800,18 @@ class MoneyModel(RuleBasedStateMachine):
         self._state_equals_stripe()
         self._each_held_purchase_reached_make_once()
 
+    def _latest_charges(self) -> dict[str, dict[str, Any]]:
+        """Each payment intent's latest charge (a declined attempt leaves an earlier one)."""
+        store = self.env.emulator.store
+        return {
+            p["id"]: store.objects[p["latest_charge"]]
+            for p in store.all("payment_intent")
+            if p.get("latest_charge") in store.objects
+        }
+
     def _charged_once_per_track_at_stripe(self) -> None:
         store = self.env.emulator.store
-        charges = {c["payment_intent"]: c for c in store.all("charge") if c.get("payment_intent")}
+        charges = self._latest_charges()
         lost = {d["payment_intent"] for d in store.all("dispute") if d["status"] == "lost"}
         for member in self.members:
             kept = Counter(
@@ -856,7 +865,7 @@ class MoneyModel(RuleBasedStateMachine):
 
     def _state_equals_stripe(self) -> None:
         store = self.env.emulator.store
-        charges = {c["payment_intent"]: c for c in store.all("charge") if c.get("payment_intent")}
+        charges = self._latest_charges()
         disputes: dict[str, list[str]] = {}
         for d in store.all("dispute"):
             disputes.setdefault(d["payment_intent"], []).append(d["status"])
