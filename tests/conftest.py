@@ -37,6 +37,8 @@ STATE_TABLES = (
     "charges",
     "disputes",
     "subscription_invoices",
+    "reconcile_state",
+    "reconcile_runs",
 )
 
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from payments import admin_payments, analytics, member_data
+from payments import admin_payments, analytics, member_data, pipeline
 from payments.adapters.store import Store, get_store
 from payments.auth import Member, current_member, require_admin
 from payments.deadline import start_invocation
@@ -103,6 +103,27 @@ def payment_analytics(
     require_admin(admin, "analytics")
     report = analytics.analytics_report(_store(), date_from, date_to)
     return json_response(200, report.model_dump(mode="json", by_alias=True), NO_STORE)
+
+
+@app.get(
+    "/v1/admin/pipeline",
+    summary="Dead letters, pending dispatches and the last reconcile run (admin)",
+    responses=ok_response(pipeline.PipelineStatus, "The pipeline now", 200, 401, 403, 503),
+)
+def pipeline_status() -> Response[str]:
+    admin = _member()
+    require_admin(admin, "pipeline")
+    settings = get_settings()
+
+    def dead_letter_depth() -> int | None:
+        if settings.webhook_dlq_url is None:
+            return None
+        from payments.adapters.queue import queue_depth
+
+        return queue_depth(settings.webhook_dlq_url, settings.aws_endpoint_url)
+
+    status = pipeline.pipeline_status(_store(), dead_letter_depth)
+    return json_response(200, status.model_dump(mode="json"), NO_STORE)
 
 
 @app.get(

@@ -29,6 +29,7 @@ from payments.settings import Settings
 from payments.webhook_processing import (
     MessageResult,
     WorkerPorts,
+    key_livemode,
     process_event_batch,
 )
 
@@ -54,15 +55,6 @@ def _ports(settings: Settings) -> WorkerPorts:
         livemode=key_livemode(settings.value("stripe_secret_key")),
         allow_repeat_purchases=settings.allow_repeat_purchases,
     )
-
-
-def key_livemode(secret_key: str) -> bool | None:
-    """Whether a Stripe secret (or restricted) key is a live-mode key; None if unrecognised."""
-    if secret_key.startswith(("sk_live_", "rk_live_")):
-        return True
-    if secret_key.startswith(("sk_test_", "rk_test_")):
-        return False
-    return None
 
 
 def _record_handler(results: dict[str, MessageResult]) -> Any:

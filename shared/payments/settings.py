@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     make_api_key: SecretStr | None = None
 
     webhook_queue_url: str | None = None
+    # The queue's dead letters, for GET /v1/admin/pipeline.
+    webhook_dlq_url: str | None = None
 
     checkout_success_url: str | None = None
     checkout_cancel_url: str | None = None

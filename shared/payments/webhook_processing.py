@@ -89,6 +89,15 @@ class WorkerPorts:
     allow_repeat_purchases: bool = False
 
 
+def key_livemode(secret_key: str) -> bool | None:
+    """Whether a Stripe secret (or restricted) key is a live-mode key; None if unrecognised."""
+    if secret_key.startswith(("sk_live_", "rk_live_")):
+        return True
+    if secret_key.startswith(("sk_test_", "rk_test_")):
+        return False
+    return None
+
+
 @dataclass(frozen=True)
 class ProcessedEvent:
     event_id: str

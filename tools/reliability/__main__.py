@@ -47,6 +47,11 @@ STATE_TABLES = (
     "refunds",
     "outbox",
     "erasures",
+    "charges",
+    "disputes",
+    "subscription_invoices",
+    "reconcile_state",
+    "reconcile_runs",
 )
 # Variables of a real deployment that must not leak into the local run.
 CLEARED = ("SENTRY_DSN", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "AWS_ENDPOINT_URL")

@@ -139,3 +139,19 @@ def sqs_client(endpoint_url: str | None = None) -> Any:
         connect_timeout=2, read_timeout=3, retries={"max_attempts": 3, "mode": "standard"}
     )
     return session.create_client("sqs", endpoint_url=endpoint_url or None, config=config)
+
+
+def queue_depth(queue_url: str, endpoint_url: str | None = None) -> int | None:
+    """Messages waiting in ``queue_url`` (the dead-letter queue's depth for operators), or None
+    when SQS cannot say: the caller shows "unknown", it does not fail."""
+    try:
+        client = AwsJsonClient("sqs", "AmazonSQS", endpoint_url=endpoint_url)
+        answer = client.call(
+            "GetQueueAttributes",
+            {"QueueUrl": queue_url, "AttributeNames": ["ApproximateNumberOfMessages"]},
+        )
+        client.close()
+        return int(answer["Attributes"]["ApproximateNumberOfMessages"])
+    except (errors.PaymentsError, KeyError, ValueError, OSError) as exc:
+        logger.warning("dead-letter depth unavailable", extra={"reason": type(exc).__name__})
+        return None

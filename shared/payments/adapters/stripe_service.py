@@ -9,6 +9,7 @@ Stripe exceptions become domain errors here; nothing above this module imports `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
@@ -360,6 +361,32 @@ class StripeService:
         # The payment that succeeded, else the one still settling (its refund waits for it).
         return max(intents)[1] if intents else None
 
+    # --- the reconciler's reads ------------------------------------------------------------
+
+    def list_events(
+        self, *, created_gte: int, created_lt: int, starting_after: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page (newest first) of the events created in ``[created_gte, created_lt)``, as
+        the JSON a webhook would carry, and whether more pages follow."""
+        params: stripe.params.EventListParams = {
+            "created": {"gte": created_gte, "lt": created_lt},
+            "limit": 100,
+        }
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        page = self.call("events.list", lambda: self.client.v1.events.list(params=params))
+        return [_as_json(event) for event in page.data], bool(page.has_more)
+
+    def retrieve_object(self, kind: str, object_id: str) -> dict[str, Any]:
+        """A checkout session, subscription or refund as Stripe holds it now (event JSON)."""
+        v1 = self.client.v1
+        readers: dict[str, Callable[[], Any]] = {
+            "checkout_session": lambda: v1.checkout.sessions.retrieve(object_id),
+            "subscription": lambda: v1.subscriptions.retrieve(object_id),
+            "refund": lambda: v1.refunds.retrieve(object_id),
+        }
+        return _as_json(self.call(f"{kind}.retrieve", readers[kind]))
+
     def raw(self) -> Any:
         """The underlying client, for adapters of later features that need more endpoints."""
         return self.client
@@ -377,6 +404,12 @@ def get_stripe(settings: Settings) -> StripeService:
         settings.stripe_api_base,
         settings.stripe_retry_base_seconds,
     )
+
+
+def _as_json(obj: stripe.StripeObject) -> dict[str, Any]:
+    """The object as Stripe's JSON carries it (decimal fields as strings, as on the wire)."""
+    plain: dict[str, Any] = json.loads(json.dumps(obj.to_dict(recursive=True), default=str))
+    return plain
 
 
 def _price(price: stripe.Price) -> StripePrice:
