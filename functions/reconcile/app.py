@@ -82,7 +82,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     dry_run = (event or {}).get("dry_run") is True
     report = run_reconcile(
         _ports(settings),
-        policy=ReconcilePolicy(),
+        policy=ReconcilePolicy(
+            min_dispatch_age_seconds=settings.reconcile_min_age_seconds,
+            min_event_age_seconds=settings.reconcile_min_age_seconds,
+        ),
         has_time=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
         dry_run=dry_run,
     )

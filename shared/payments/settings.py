@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     sentry_environment: str = "dev"
 
     retention_months: int = Field(default=24, ge=1, le=120)
+    # How old a pending dispatch or an unapplied Stripe event must be before the reconciler
+    # handles it itself (younger ones are still the worker's); make dev sets 0.
+    reconcile_min_age_seconds: int = Field(default=300, ge=0, le=86_400)
     aws_endpoint_url: str | None = None
 
     @field_validator("*", mode="before")

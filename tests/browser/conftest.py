@@ -41,6 +41,8 @@ def local_stack(database_url: str) -> Iterator[LocalStack]:
             "MAKE_RECEIVER_PORT": "0",
             "LOCAL_SQS_PORT": "0",
             "STRIPE_RETRY_BASE_SECONDS": "0.01",
+            # A test runs the reconciler when it wants one, not on a timer mid-test.
+            "RECONCILE_INTERVAL_SECONDS": "0",
         }
     )
     truncate_state(database_url)

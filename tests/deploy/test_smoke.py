@@ -54,6 +54,7 @@ def local_api(database_url: str) -> Iterator[LocalApi]:
             "LOCAL_SQS_PORT": "0",
             "ALLOWED_ORIGINS": SITE,
             "STRIPE_RETRY_BASE_SECONDS": "0.01",
+            "RECONCILE_INTERVAL_SECONDS": "0",
         }
     )
     truncate_state(database_url)

@@ -119,6 +119,16 @@ def test_rollback_alarms_are_error_alarms_never_backlog_ones() -> None:
     assert "WebhookDeadLetterAlarm" not in triggers
     assert "WebhookQueueAgeAlarm" not in triggers
     assert "RetentionPurgeIncompleteAlarm" not in triggers
+    assert "ReconcileItemsStuckAlarm" not in triggers
+    assert "OldestPendingDispatchAlarm" not in triggers
+
+
+def test_the_reconciler_runs_on_its_schedule_one_at_a_time() -> None:
+    reconciler = FUNCTIONS["ReconcileFunction"]["Properties"]
+    assert reconciler["ReservedConcurrentExecutions"]["If"][1] == 1
+    schedule = reconciler["Events"]["Schedule"]["Properties"]
+    assert _ref(schedule["Schedule"]) == "ReconcileScheduleRate"
+    assert TEMPLATE["Parameters"]["ReconcileScheduleRate"]["Default"] == "rate(15 minutes)"
 
 
 def test_the_worker_reserves_what_its_queue_may_run_at_once() -> None:
@@ -133,11 +143,13 @@ def test_the_worker_reserves_what_its_queue_may_run_at_once() -> None:
     [
         ("RetentionPurgeIncompleteAlarm", "functions/retention_purge/app.py"),
         ("WebhookServerErrorsAlarm", "functions/webhook/app.py"),
+        ("ReconcileItemsStuckAlarm", "functions/reconcile/app.py"),
+        ("OldestPendingDispatchAlarm", "functions/reconcile/app.py"),
     ],
 )
 def test_alarms_on_our_metrics_watch_a_metric_the_code_emits(alarm: str, emitted_by: str) -> None:
     metric = RESOURCES[alarm]["Properties"]["MetricName"]
-    assert f'name="{metric}"' in (ROOT / emitted_by).read_text()
+    assert f'"{metric}"' in (ROOT / emitted_by).read_text()
 
 
 def test_every_checkov_skip_says_why() -> None:

@@ -236,3 +236,28 @@ def test_the_pipeline_is_for_admins_only(stack: Stack) -> None:
     answer = api("member_data", "GET", "/v1/admin/pipeline", token=stack.token("mem_nosy"))
     assert answer.status == 403
     assert json.dumps(answer.body).count("dispatches") == 0
+
+
+def test_the_function_leaves_young_work_to_the_worker(
+    stack: Stack, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a payment seconds old whose events the worker has not applied yet
+    session = buy(stack, "mem_young")
+    context = FakeLambdaContext("ReconcileFunction", 300)
+
+    # When the scheduled function runs with the deployed minimum age (5 minutes)
+    reconcile_app._ports.cache_clear()
+    monkeypatch.delenv("RECONCILE_MIN_AGE_SECONDS", raising=False)
+    get_settings.cache_clear()
+    young = reconcile_app.lambda_handler({}, context)
+
+    # Then it leaves them alone; with RECONCILE_MIN_AGE_SECONDS=0 it applies them
+    assert young["events_healed"] == 0
+    assert status_of(db, session) == "open"
+    monkeypatch.setenv("RECONCILE_MIN_AGE_SECONDS", "0")
+    get_settings.cache_clear()
+    now = reconcile_app.lambda_handler({}, context)
+    assert now["events_healed"] >= 2
+    assert status_of(db, session) == "paid"
+    get_settings.cache_clear()
+    reconcile_app._ports.cache_clear()

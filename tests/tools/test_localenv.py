@@ -100,11 +100,11 @@ def test_an_env_file_left_by_a_killed_make_dev_is_not_trusted(tmp_path: Path) ->
     assert "Traceback" not in result.stderr
 
 
-def test_a_tool_that_is_not_in_the_checkout_is_named(tmp_path: Path) -> None:
-    result = _launch(tmp_path, "tools.not_written_yet")
+def test_a_tool_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    result = _launch(tmp_path, "tools.no_such_tool")
 
     assert result.returncode == 2
-    assert "tools.not_written_yet is not part of this checkout yet" in result.stderr
+    assert "there is no module tools.no_such_tool to run" in result.stderr
 
 
 def test_the_tool_runs_with_the_files_variables(tmp_path: Path) -> None:

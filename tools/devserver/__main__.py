@@ -56,6 +56,8 @@ LOCAL_DEFAULTS = {
     "POWERTOOLS_TRACE_DISABLED": "1",
     "POWERTOOLS_METRICS_NAMESPACE": "Payments",
     "POWERTOOLS_SERVICE_NAME": "payments",
+    # The reconciler leaves younger work to the worker; 5 minutes deployed, 30 s here.
+    "RECONCILE_MIN_AGE_SECONDS": "30",
 }
 
 
@@ -109,13 +111,8 @@ def _uses_emulator() -> bool:
 
 
 def _uses_local_queue() -> bool:
-    import importlib.util
-
     # A queue of the caller's is drained by its own consumer (a deployed worker).
-    return (
-        "WEBHOOK_QUEUE_URL" not in os.environ
-        and importlib.util.find_spec("functions.webhook_worker") is not None
-    )
+    return "WEBHOOK_QUEUE_URL" not in os.environ
 
 
 def planned_ports() -> list[Port]:
@@ -227,8 +224,40 @@ def start(
     if poller is not None:
         poller.start()
         stack.callback(poller.stop)
+    _start_reconcile_schedule(stack, server.lambda_host)
     _say("api", api_url, "every route of template.yaml; demo page at /")
     return server
+
+
+def _start_reconcile_schedule(stack: ExitStack, lambda_host: LambdaHost) -> None:
+    """The reconciler on a short interval, like its EventBridge schedule does every 15 minutes
+    (``RECONCILE_INTERVAL_SECONDS``, default 60; 0 turns it off)."""
+    interval = float(os.environ.get("RECONCILE_INTERVAL_SECONDS") or 60)
+    if interval <= 0:
+        return
+    stopping = threading.Event()
+
+    def run() -> None:
+        while not stopping.wait(interval):
+            try:
+                lambda_host.invoke(
+                    "functions.reconcile.app",
+                    {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
+                    function_name="ReconcileFunction",
+                    timeout_seconds=120,
+                )
+            except Exception as exc:  # noqa: BLE001 - logged; the next tick tries again
+                devlog.write_line(f"reconcile: failed ({type(exc).__name__})")
+
+    thread = threading.Thread(target=run, name="reconcile-schedule", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(timeout=5)
+
+    stack.callback(stop)
+    _say("reconciler", f"every {interval:g} s", "or now: make reconcile")
 
 
 def _start_database(stack: ExitStack, state_dir: Path | None) -> str:

@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = TARGETS.get(module, f"python -m {module}")
     if importlib.util.find_spec(module) is None:
         print(
-            f"{target}: {module} is not part of this checkout yet, so there is nothing to run",
+            f"{target}: there is no module {module} to run",
             file=sys.stderr,
         )
         return 2
