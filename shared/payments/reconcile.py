@@ -377,6 +377,7 @@ def _count_stuck(ports: ReconcilePorts, report: ReconcileReport) -> None:
     dispatches = status["dispatches"]
     age = dispatches.get("oldest_pending_age_seconds")
     report.oldest_pending_dispatch_seconds = int(age) if age is not None else None
-    stuck = ports.store.call("stuck_dispatches", p_age_seconds=STUCK_AGE_SECONDS,
-                             p_attempts=STUCK_ATTEMPTS)  # fmt: skip
+    stuck = ports.store.call(
+        "stuck_dispatches", p_age_seconds=STUCK_AGE_SECONDS, p_attempts=STUCK_ATTEMPTS
+    )
     report.stuck += int(stuck or 0) + report.events_refused

@@ -1,4 +1,5 @@
-"""``make reliability``: the large seeded chaos run, the attack matrix and a fuzz run, with figures.
+"""``make reliability``: the large seeded chaos run, the money model, the healing runs, the attack
+matrix and a fuzz run, with figures.
 
 Starts its own local stack in this process (a database of its own on the embedded Postgres, or
 on ``DATABASE_URL``'s server; the Stripe emulator, the Memberstack stand-in and the Make.com
@@ -7,6 +8,7 @@ receiver on free ports; a moto queue for the webhook), prints the figures and wr
 failed.
 
     python -m tools.reliability [--seed N] [--rounds N] [--actions N] [--fuzz-examples N]
+                                [--model-examples N] [--model-steps N] [--healing-seeds N]
 """
 
 from __future__ import annotations
@@ -138,10 +140,154 @@ def _stack(url: str) -> Iterator[dict[str, Any]]:
         )
         get_settings.cache_clear()
         get_event_queue.cache_clear()
+        # The logger was made on import, before POWERTOOLS_LOG_LEVEL was set: the figures are
+        # the output here, not thousands of handler lines.
+        from payments.observability import logger
+
+        logger.setLevel("CRITICAL")
         yield {"emulator": emulator, "memberstack": memberstack, "make": make, "queue": queue_url}
 
 
-def run(seed: int, rounds: int, actions: int, fuzz_examples: int) -> dict[str, Any]:
+def _money_model(env: dict[str, Any], url: str, examples: int, steps: int) -> dict[str, Any]:
+    """The money invariants (docs/reliability.md) over generated sequences of clicks,
+    payments, deliveries and faults; a violation is shrunk to its shortest sequence."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from tools.reliability.money_model import ModelEnv, MoneyModel, Tally
+
+    tally = Tally()
+
+    class Model(MoneyModel):
+        pass
+
+    Model.env = ModelEnv(
+        database_url=url,
+        stripe_base=env["emulator"].base_url,
+        stripe_key=STRIPE_KEY,
+        emulator=env["emulator"].emulator,
+        mint_token=env["memberstack"].mint,
+        make=env["make"],
+        admin_id=ADMIN_ID,
+        fresh=lambda: _truncate(url),
+    )
+    Model.tally = tally
+    failure = None
+    started = time.monotonic()
+    try:
+        run_state_machine_as_test(
+            Model,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=steps,
+                deadline=None,
+                # The same sequences on every run, so the figures can be compared.
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    except Exception as exc:  # noqa: BLE001 - the shrunk failure is the figure
+        failure = f"{type(exc).__name__}: {exc}"[:2000]
+    return {
+        "examples": examples,
+        "max_steps": steps,
+        "steps": tally.steps,
+        "invariant_checks": tally.invariant_checks,
+        "deliveries": tally.deliveries,
+        "deliveries_dropped": tally.dropped,
+        "duplicates_refunded": tally.duplicates_refunded,
+        "quotes_refused": tally.quotes_refused,
+        "rules": dict(sorted(tally.rules.items())),
+        "violations": [*tally.violations, *([failure] if failure else [])],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _healing(parts: dict[str, Any], url: str, seeds: list[int]) -> dict[str, Any]:
+    """Each seed's journey on a good day and on a bad one (deliveries dropped, Make.com down,
+    Stripe refunds failing) that only the reconciler heals: the two must end equal."""
+    from payments.settings import get_settings
+    from tools.reliability.healing import HealingFaults, HealingStack, compare, run_journey
+    from tools.seed_stripe import seed_catalog
+    from tools.stripe_emulator import start_emulator
+
+    faults = HealingFaults(drop_rate=0.35, make_outage=0.5, refund_failures=2)
+    totals = {
+        "journeys": 0,
+        "actions": 0,
+        "stripe_events": 0,
+        "deliveries_dropped": 0,
+        "events_healed": 0,
+        "dispatches_drained": 0,
+        "most_reconcile_runs_to_heal": 0,
+    }
+    differences: list[str] = []
+    started = time.monotonic()
+
+    def stack() -> tuple[HealingStack, Any]:
+        # A fresh emulator and database for each day: the two are compared afterwards.
+        emulator = start_emulator(
+            port=0, api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET, auto_deliver=False
+        )
+        seed_catalog(STRIPE_KEY, emulator.base_url, quiet=True)
+        os.environ["STRIPE_API_BASE"] = emulator.base_url
+        _truncate(url)
+        parts["make"].receiver.clear()
+        get_settings.cache_clear()
+        built = HealingStack(
+            url, emulator, STRIPE_KEY, parts["make"], parts["memberstack"].mint, ADMIN_ID
+        )
+        return built, emulator
+
+    try:
+        for seed in seeds:
+            good, good_emulator = stack()
+            try:
+                clean, _ = run_journey(good, seed, None)
+            finally:
+                good_emulator.stop()
+            bad, bad_emulator = stack()
+            try:
+                healed, figures = run_journey(bad, seed, faults)
+            finally:
+                bad_emulator.stop()
+            totals["journeys"] += 1
+            totals["actions"] += figures.actions
+            totals["stripe_events"] += figures.events
+            totals["deliveries_dropped"] += figures.deliveries_dropped
+            totals["events_healed"] += figures.events_healed
+            totals["dispatches_drained"] += figures.dispatches_drained
+            totals["most_reconcile_runs_to_heal"] = max(
+                totals["most_reconcile_runs_to_heal"], figures.reconcile_runs_to_heal
+            )
+            differences += [f"seed {seed}: {d}" for d in compare(clean, healed)]
+            differences += [f"seed {seed}: {d}" for d in figures.differences]
+    finally:
+        os.environ["STRIPE_API_BASE"] = parts["emulator"].base_url
+        get_settings.cache_clear()
+    return {
+        **totals,
+        "seeds": seeds,
+        "faults": {
+            "drop_rate": faults.drop_rate,
+            "make_outage": faults.make_outage,
+            "refund_failures": faults.refund_failures,
+        },
+        "differences": differences[:50],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def run(
+    seed: int,
+    rounds: int,
+    actions: int,
+    fuzz_examples: int,
+    model_examples: int = 100,
+    model_steps: int = 50,
+    healing_seeds: int = 5,
+) -> dict[str, Any]:
     from payments.adapters.queue import sqs_client
     from tools.devserver.lambda_host import LambdaHost
     from tools.devserver.server import ApiServer
@@ -180,6 +326,29 @@ def run(seed: int, rounds: int, actions: int, fuzz_examples: int) -> dict[str, A
         figures["chaos"] = {**report.figures(), "seconds": round(time.monotonic() - started, 1)}
         figures["chaos"]["problems"] = report.problems[:50]
         print(summarise(report), flush=True)
+
+        print(
+            f"money model: {model_examples} sequences of up to {model_steps} steps…", flush=True
+        )
+        _truncate(url)
+        figures["money_model"] = _money_model(parts, url, model_examples, model_steps)
+        model = figures["money_model"]
+        print(
+            f"  {model['steps']} steps, {model['invariant_checks']} invariant checks, "
+            f"{len(model['violations'])} violations",
+            flush=True,
+        )
+
+        seeds = [seed + n for n in range(healing_seeds)]
+        print(f"self-healing: {len(seeds)} journeys, each on a good and a bad day…", flush=True)
+        figures["healing"] = _healing(parts, url, seeds)
+        healing = figures["healing"]
+        print(
+            f"  {healing['deliveries_dropped']} deliveries dropped, "
+            f"{healing['events_healed']} events and {healing['dispatches_drained']} dispatches "
+            f"healed, {len(healing['differences'])} differences",
+            flush=True,
+        )
 
         print(f"attack matrix: {len(ATTACKS)} cases…", flush=True)
         _truncate(url)
@@ -252,6 +421,11 @@ def run(seed: int, rounds: int, actions: int, fuzz_examples: int) -> dict[str, A
         "faults_injected_and_survived": chaos["faults_injected"]["total"],
         "fuzz_cases": figures["fuzz"]["cases"],
         "attack_cases": figures["attacks"]["cases"],
+        "money_model_steps": figures["money_model"]["steps"],
+        "invariant_violations": len(figures["money_model"]["violations"]),
+        "healing_journeys": figures["healing"]["journeys"],
+        "deliveries_dropped_and_healed": figures["healing"]["deliveries_dropped"],
+        "healed_state_differences": len(figures["healing"]["differences"]),
         "lost_events": chaos["lost_events"] + chaos["dead_lettered"],
         "double_effects": chaos["double_effects"],
     }
@@ -264,8 +438,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--actions", type=int, default=15, help="actions per round")
     parser.add_argument("--fuzz-examples", type=int, default=60)
+    parser.add_argument("--model-examples", type=int, default=100, help="money model sequences")
+    parser.add_argument("--model-steps", type=int, default=50, help="steps per sequence")
+    parser.add_argument("--healing-seeds", type=int, default=5, help="self-healing journeys")
     args = parser.parse_args(argv)
-    figures = run(args.seed, args.rounds, args.actions, args.fuzz_examples)
+    figures = run(
+        args.seed,
+        args.rounds,
+        args.actions,
+        args.fuzz_examples,
+        model_examples=args.model_examples,
+        model_steps=args.model_steps,
+        healing_seeds=args.healing_seeds,
+    )
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     summary = figures["summary"]
@@ -279,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         or figures["chaos"]["problems"]
         or figures["attacks"]["failures"]
         or figures["fuzz"]["findings"]
+        or summary["invariant_violations"]
+        or summary["healed_state_differences"]
     )
     return 1 if failed else 0
 
