@@ -162,3 +162,20 @@ def test_every_checkov_skip_says_why() -> None:
     for name, skip in skips:
         assert skip["id"].startswith("CKV"), name
         assert len(skip.get("comment", "")) > 60, f"{name}: {skip['id']} needs its reason"
+
+
+def test_the_deploy_guide_asks_for_the_quota_the_template_reserves() -> None:
+    import re
+
+    reserved = sum(
+        f["Properties"]["ReservedConcurrentExecutions"]["If"][1]
+        for f in FUNCTIONS.values()
+        if "ReservedConcurrentExecutions" in f["Properties"]
+    )
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    [(in_all, quota)] = re.findall(
+        r"\((\d+) in all\)\. Lambda keeps 100 unreserved, so\s+the account needs a quota of at "
+        r"least (\d+)",
+        guide,
+    )
+    assert (int(in_all), int(quota)) == (reserved, reserved + 100)

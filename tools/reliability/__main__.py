@@ -327,9 +327,7 @@ def run(
         figures["chaos"]["problems"] = report.problems[:50]
         print(summarise(report), flush=True)
 
-        print(
-            f"money model: {model_examples} sequences of up to {model_steps} steps…", flush=True
-        )
+        print(f"money model: {model_examples} sequences of up to {model_steps} steps…", flush=True)
         _truncate(url)
         figures["money_model"] = _money_model(parts, url, model_examples, model_steps)
         model = figures["money_model"]
