@@ -8,6 +8,7 @@ set, so functions without it pay nothing at cold start.
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,12 @@ def get_tracer() -> Tracer:
 def get_metrics() -> Metrics:
     from aws_lambda_powertools import Metrics
 
-    return Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+    metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+    # dev and prod stacks may share an account: each alarm watches its own stage's metrics.
+    stage = os.environ.get("STAGE", "").strip()
+    if stage:
+        metrics.set_default_dimensions(stage=stage)
+    return metrics
 
 
 def __getattr__(name: str) -> Any:

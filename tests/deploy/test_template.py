@@ -179,3 +179,36 @@ def test_the_deploy_guide_asks_for_the_quota_the_template_reserves() -> None:
         guide,
     )
     assert (int(in_all), int(quota)) == (reserved, reserved + 100)
+
+
+def test_alarms_on_our_metrics_watch_their_own_stage() -> None:
+    # Two stacks in one account emit the same metric names: the dimension keeps them apart.
+    ours = [r for r in RESOURCES.values() if r["Properties"].get("Namespace") == "Payments"]
+    assert ours
+    for alarm in ours:
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+        assert dimensions == {"service": "payments", "stage": {"Ref": "Stage"}}
+    assert GLOBAL_ENV["STAGE"] == {"Ref": "Stage"}
+
+
+def test_our_metrics_carry_the_stage_the_alarms_watch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from payments import observability
+
+    monkeypatch.setenv("STAGE", "prod")
+    observability.get_metrics.cache_clear()
+    try:
+        metrics = observability.get_metrics()
+        metrics.add_metric(name="ReconcileItemsStuck", unit=MetricUnit.Count, value=1)
+        metrics.flush_metrics()
+    finally:
+        observability.get_metrics.cache_clear()
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "_aws" in x]
+    assert line["stage"] == "prod" and line["service"] == "payments"
+    [[dimensions]] = [m["Dimensions"] for m in line["_aws"]["CloudWatchMetrics"]]
+    assert set(dimensions) == {"service", "stage"}
