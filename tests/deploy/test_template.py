@@ -212,3 +212,13 @@ def test_our_metrics_carry_the_stage_the_alarms_watch(
     assert line["stage"] == "prod" and line["service"] == "payments"
     [[dimensions]] = [m["Dimensions"] for m in line["_aws"]["CloudWatchMetrics"]]
     assert set(dimensions) == {"service", "stage"}
+
+
+def test_every_functions_logs_expire_with_the_retention_parameter() -> None:
+    # Lambda's own log groups keep member ids and payment events forever.
+    assert TEMPLATE["Globals"]["Function"]["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogs"}
+    for function in FUNCTIONS.values():
+        assert "LoggingConfig" not in function["Properties"]
+    group = RESOURCES["FunctionLogs"]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
