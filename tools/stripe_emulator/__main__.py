@@ -67,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         public_url=args.public_url,
     )
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # SIGTERM as Ctrl-C: the handler only raises in the main thread, it takes no lock that the
+    # interrupted wait may hold.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"Stripe emulator listening on {handle.base_url}", flush=True)
     print(f"  STRIPE_API_BASE={handle.base_url}", flush=True)
     if args.webhook_url:
