@@ -1,5 +1,6 @@
-"""docs/local.md says only what works: every ``sam local invoke`` line names a real function and
-event, and every command it shows against ``make dev`` runs, verbatim, against a running one."""
+"""docs/local.md and the README say only what works: every ``sam local invoke`` line names a real
+function and event, and every command they show against ``make dev`` runs, verbatim, against a
+running one."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ DEFAULT_PORTS = {
 }
 
 
-def _blocks() -> list[tuple[str, str]]:
+def _blocks(doc: Path = DOC) -> list[tuple[str, str]]:
     """Every ```bash block of the doc with the comment line just above it."""
-    found = re.finditer(r"(?ms)^(?P<marker>[^\n]*)\n```bash\n(?P<body>.*?)^```", DOC.read_text())
+    found = re.finditer(r"(?ms)^(?P<marker>[^\n]*)\n```bash\n(?P<body>.*?)^```", doc.read_text())
     return [(match["marker"].strip(), match["body"]) for match in found]
 
 
@@ -116,6 +117,21 @@ def test_every_command_the_doc_shows_runs_against_make_dev(dev: object) -> None:
     assert '"member_id": "mem_123"' in received
     assert "would move 0 message(s) from the dead-letter queue" in out
     assert "undelivered event(s) from the last 30 day(s)" in out
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+def test_the_readmes_try_it_runs_against_make_dev(dev: object) -> None:
+    # Given the README's "Try it" block, verbatim
+    [body] = [body for marker, body in _blocks(ROOT / "README.md") if marker == RUNS_AGAINST_DEV]
+
+    # When it runs against a running make dev
+    result = _run(_verbatim(body, dev), dev)
+
+    # Then the prices came back and the checkout answered with the emulator's payment page
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert '"products"' in result.stdout
+    assert '"url":"http://127.0.0.1:' in result.stdout.replace(" ", "")
     assert "Traceback" not in result.stderr
 
 

@@ -209,7 +209,8 @@ def test_our_metrics_carry_the_stage_the_alarms_watch(
     finally:
         observability.get_metrics.cache_clear()
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "_aws" in x]
-    assert line["stage"] == "prod" and line["service"] == "payments"
+    assert line["stage"] == "prod"
+    assert line["service"] == "payments"
     [[dimensions]] = [m["Dimensions"] for m in line["_aws"]["CloudWatchMetrics"]]
     assert set(dimensions) == {"service", "stage"}
 
