@@ -8,22 +8,25 @@
    duplicate changes nothing.
 3. What needs a person alerts (Sentry and an error log line): a dispute opened, a payment for
    something the member already held (refunded automatically), a refund that failed.
-4. Every pending outbox row of the event is leased, performed (Make.com ``add_project`` and
-   ``payment_failed``, a product-switch or duplicate refund, the cancellation of a duplicate
-   subscription or of one whose first payment failed) and marked sent. This runs for
-   duplicates too: a message redelivered after a Make.com outage finds the event applied but
-   its dispatch still pending. A failed dispatch
-   is released and re-raised, so only this SQS message is retried; the reconciler performs
-   whatever is left pending (``payments.reconcile``).
+4. The pending outbox rows of the batch's events are leased in one call, performed at once
+   (Make.com ``add_project`` and ``payment_failed`` concurrently; a product-switch or duplicate
+   refund, the cancellation of a duplicate subscription or of one whose first payment failed
+   one after another, beside them) and marked sent in one call. This runs for duplicates too:
+   a message redelivered after a Make.com outage finds the event applied but its dispatch
+   still pending. A failed dispatch is released with its error code and fails the messages of
+   its event only, so SQS retries those; the reconciler performs whatever is left pending
+   (``payments.reconcile``).
 
 Ports are parameters (``WorkerPorts``), so tests pass real stores and local stand-ins.
 """
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from payments.adapters.store import Store
 from payments.dispatches import MAKE_KINDS, make_payload
@@ -40,8 +43,14 @@ from payments.webhooks import (
     with_subscription_state,
 )
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 # Longer than the worker's timeout: a lease never expires while its holder may still send.
 OUTBOX_LEASE_SECONDS = 120
+# Make.com documents posted at once: a batch of ten events queues about one each, and more
+# threads than that would only wait on the same connection pool.
+MAX_CONCURRENT_DISPATCHES = 8
 
 Outcome = Literal["applied", "stale", "ignored", "refused", "duplicate", "unreadable"]
 
@@ -158,6 +167,7 @@ def process_event_batch(bodies: Mapping[str, str], ports: WorkerPorts) -> dict[s
         committed = _apply_in_database(ordered, ports)
     except Exception as exc:  # noqa: BLE001 - every message of the batch fails with it
         return {**results, **{message_id: exc for message_id, _ in ordered}}
+    due: list[tuple[str, str]] = []
     for message_id, effect, result in committed:
         if result.get("outcome") == "error":
             results[message_id] = EventRefused(
@@ -165,9 +175,16 @@ def process_event_batch(bodies: Mapping[str, str], ports: WorkerPorts) -> dict[s
             )
             continue
         try:
-            results[message_id] = _after_commit(effect, result, ports)
+            results[message_id] = _after_commit(effect, result)
         except Exception as exc:  # noqa: BLE001 - reported for this message only
             results[message_id] = exc
+            continue
+        # Only events that queued a side effect (or a duplicate whose dispatch is still owed)
+        # need the outbox; absent the flag, look anyway.
+        if result.get("pending_outbox", True):
+            due.append((message_id, effect.event.id))
+    if due:
+        _dispatch_batch(due, results, ports)
     return results
 
 
@@ -265,9 +282,7 @@ def process_event_message(body: str, ports: WorkerPorts) -> ProcessedEvent:
     return result
 
 
-def _after_commit(
-    effect: EventEffect, result: Mapping[str, Any], ports: WorkerPorts
-) -> ProcessedEvent:
+def _after_commit(effect: EventEffect, result: Mapping[str, Any]) -> ProcessedEvent:
     event = effect.event
     outcome: Outcome = result["outcome"]
     log_context = {"stripe_event_id": event.id, "stripe_event_type": event.type}
@@ -277,10 +292,7 @@ def _after_commit(
         logger.info("stripe event processed", extra={**log_context, "outcome": outcome})
     if outcome == "applied":
         _alert_if_needed(effect, result)
-    # Only events that queued a side effect (or a duplicate whose dispatch is still owed)
-    # need the outbox; absent the flag, look anyway.
-    dispatched = dispatch_pending(event.id, ports) if result.get("pending_outbox", True) else 0
-    return ProcessedEvent(event.id, event.type, outcome, dispatched)
+    return ProcessedEvent(event.id, event.type, outcome, 0)
 
 
 def _alert_if_needed(effect: EventEffect, result: Mapping[str, Any]) -> None:
@@ -326,47 +338,205 @@ def _alert_if_needed(effect: EventEffect, result: Mapping[str, Any]) -> None:
         logger.warning("dispute closed", extra=context)
 
 
-def dispatch_pending(event_id: str, ports: WorkerPorts) -> int:
-    """Perform the pending outbox rows of ``event_id`` this worker can lease; return how many
-    were sent. Raises ``DispatchFailed`` after trying every row if any of them failed."""
-    rows = ports.store.call(
-        "claim_outbox_dispatches", p_event_id=event_id, p_lease_seconds=OUTBOX_LEASE_SECONDS
-    )
-    return perform_dispatches(rows or [], ports)
+def _dispatch_batch(
+    due: list[tuple[str, str]], results: dict[str, MessageResult], ports: WorkerPorts
+) -> None:
+    """Perform the pending outbox rows of these ``(message id, event id)`` pairs; each message
+    keeps its result, or gets its event's dispatch failure."""
+    event_ids = sorted({event_id for _, event_id in due})
+    try:
+        rows = ports.store.call(
+            "claim_batch_dispatches", p_event_ids=event_ids, p_lease_seconds=OUTBOX_LEASE_SECONDS
+        )
+    except Exception as exc:  # noqa: BLE001 - nothing claimed: every message due retries
+        for message_id, _ in due:
+            results[message_id] = exc
+        return
+    try:
+        attempts = perform_leased(rows or [], ports)
+    except Exception as exc:  # noqa: BLE001 - not recorded: the messages of those rows retry
+        claimed = {str(row.get("event_id")) for row in rows or []}
+        for message_id, event_id in due:
+            if event_id in claimed:
+                results[message_id] = exc
+        return
+    by_event: dict[str, list[Attempt]] = {}
+    for attempt in attempts:
+        by_event.setdefault(str(attempt.row.get("event_id")), []).append(attempt)
+    counted: set[str] = set()
+    for message_id, event_id in due:
+        mine = by_event.get(event_id, [])
+        failure = failure_of(mine)
+        if failure is not None:
+            # Every message of the event fails: one of them must come back to retry it.
+            results[message_id] = failure
+            continue
+        processed = results[message_id]
+        if isinstance(processed, ProcessedEvent) and event_id not in counted:
+            counted.add(event_id)
+            results[message_id] = replace(processed, dispatched=len(mine))
 
 
 def perform_dispatches(rows: list[Mapping[str, Any]], ports: WorkerPorts) -> int:
     """Perform leased outbox rows and mark each sent, or release it with its error code.
 
-    Every row is tried; raises ``DispatchFailed`` afterwards if any of them failed.
+    Every row is tried; raises ``DispatchFailed`` afterwards if any of them failed (or the
+    unexpected error one of them met).
     """
-    sent, failures = 0, []
-    for row in rows:
+    attempts = perform_leased(rows, ports)
+    failure = failure_of(attempts)
+    if failure is not None:
+        raise failure
+    return len(attempts)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One leased row, performed: ``result`` to record when sent, or the ``error`` it met."""
+
+    row: Mapping[str, Any]
+    result: dict[str, Any] | None = None
+    error: Exception | None = None
+
+
+class DispatchNotRecorded(PaymentsError):
+    """Performed, but the database could not mark it sent: the row stays leased, and the next
+    attempt after its lease sends it again with the same idempotency key."""
+
+    code = "dispatch_not_recorded"
+
+
+def perform_leased(rows: list[Mapping[str, Any]], ports: WorkerPorts) -> list[Attempt]:
+    """Perform every leased row at once, mark the sent ones sent in one call, release each
+    failure with its error code; the attempts, in the rows' order.
+
+    Raises when the completion call itself fails: nothing is known to be recorded then, and
+    the sent rows stay leased until their lease ends (the failures are released all the same).
+    """
+    attempts = _perform_all(rows, ports)
+    sent = [a for a in attempts if a.error is None]
+    recorded: dict[int, Mapping[str, Any]] = {}
+    not_recorded: Exception | None = None
+    if sent:
+        # First: a dispatch Make.com or Stripe accepted must be marked before anything else
+        # can fail.
+        try:
+            answers = ports.store.call(
+                "complete_outbox_dispatches",
+                p_dispatches=[{"id": a.row["id"], "result": a.result or {}} for a in sent],
+            )
+            recorded = {int(answer["id"]): answer for answer in answers or []}
+        except Exception as exc:  # noqa: BLE001 - raised below, once the failures are released
+            not_recorded = exc
+    final = []
+    for attempt in attempts:
+        row = attempt.row
         context = {
             "stripe_event_id": row.get("event_id"),
             "kind": row["kind"],
             "outbox_id": row["id"],
         }
-        try:
-            result = _perform(row, ports)
-        except PaymentsError as exc:
-            ports.store.call("release_outbox_dispatch", p_id=row["id"], p_error=exc.code)
-            logger.warning(
-                "outbox dispatch failed",
-                extra={**context, "attempts": row["attempts"], "code": exc.code},
+        if attempt.error is None:
+            answer = recorded.get(int(row["id"]), {})
+            if not_recorded is None and answer.get("error"):
+                logger.error(
+                    "outbox dispatch sent but not recorded",
+                    extra={**context, "sqlstate": answer["error"]},
+                )
+                attempt = replace(attempt, error=DispatchNotRecorded())
+            elif not_recorded is None:
+                logger.info("outbox dispatch sent", extra=context)
+        else:
+            code = attempt.error.code if isinstance(attempt.error, PaymentsError) else "unexpected"
+            _release(row, code, context, ports)
+        final.append(attempt)
+    if not_recorded is not None:
+        raise not_recorded
+    return final
+
+
+def _release(
+    row: Mapping[str, Any], code: str, context: Mapping[str, Any], ports: WorkerPorts
+) -> None:
+    """Free a failed row at once for the retry of its event, with its error code. A release
+    that fails leaves the row leased until its lease ends; its message fails either way."""
+    logger.warning(
+        "outbox dispatch failed", extra={**context, "attempts": row["attempts"], "code": code}
+    )
+    try:
+        ports.store.call("release_outbox_dispatch", p_id=row["id"], p_error=code)
+    except Exception as exc:  # noqa: BLE001 - logged; the message already fails for this row
+        logger.warning(
+            "outbox dispatch not released: retried once its lease ends",
+            extra={**context, "error": type(exc).__name__},
+        )
+
+
+def failure_of(attempts: list[Attempt]) -> Exception | None:
+    """What the message owning these attempts fails with: an unexpected error as it is, else
+    ``DispatchFailed`` naming each failure's code; None when every one was sent."""
+    errors = [a.error for a in attempts if a.error is not None]
+    for error in errors:
+        if not isinstance(error, PaymentsError):
+            return error
+    if not errors:
+        return None
+    codes = [e.code for e in errors if isinstance(e, PaymentsError)]
+    return DispatchFailed(f"{len(codes)} dispatch(es) failed: {', '.join(codes)}")
+
+
+def _perform_all(rows: list[Mapping[str, Any]], ports: WorkerPorts) -> list[Attempt]:
+    """Each row performed once. Make.com documents go out concurrently (each with its own
+    idempotency key; their order never mattered). Stripe's side effects (refunds,
+    cancellations) run one after another in id order, as one task beside them: they are rare,
+    and two of them may touch the same payment."""
+    make = [i for i, row in enumerate(rows) if row["kind"] in MAKE_KINDS]
+    stripe = [i for i, row in enumerate(rows) if row["kind"] not in MAKE_KINDS]
+    lanes: list[list[int]] = [[i] for i in make] + ([stripe] if stripe else [])
+    if len(lanes) <= 1:
+        return [_attempt(row, ports) for row in rows]
+    executor = _executor()
+    # Each task runs in a copy of this thread's context: the invocation's deadline (a context
+    # variable) bounds the retries made in the pool's threads too.
+    futures = [
+        executor.submit(contextvars.copy_context().run, _attempt_lane, rows, lane, ports)
+        for lane in lanes
+    ]
+    attempts: dict[int, Attempt] = {}
+    for future in futures:
+        attempts.update(future.result())
+    return [attempts[i] for i in range(len(rows))]
+
+
+def _attempt_lane(
+    rows: list[Mapping[str, Any]], lane: list[int], ports: WorkerPorts
+) -> dict[int, Attempt]:
+    return {i: _attempt(rows[i], ports) for i in lane}
+
+
+def _attempt(row: Mapping[str, Any], ports: WorkerPorts) -> Attempt:
+    try:
+        return Attempt(row, result=_perform(row, ports))
+    except Exception as exc:  # noqa: BLE001 - judged by failure_of, after every row was tried
+        return Attempt(row, error=exc)
+
+
+_executor_lock = threading.Lock()
+_executor_instance: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """This container's dispatch threads, started on first use (the reconciler, which performs
+    one row at a time, and the worker's cold start never need them)."""
+    global _executor_instance
+    with _executor_lock:
+        if _executor_instance is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _executor_instance = ThreadPoolExecutor(
+                max_workers=MAX_CONCURRENT_DISPATCHES, thread_name_prefix="dispatch"
             )
-            failures.append(exc.code)
-            continue
-        except Exception:
-            # Not ours to judge: free the row for the retry and let the batch report it.
-            ports.store.call("release_outbox_dispatch", p_id=row["id"], p_error="unexpected")
-            raise
-        ports.store.call("complete_outbox_dispatch", p_id=row["id"], p_result=result)
-        logger.info("outbox dispatch sent", extra=context)
-        sent += 1
-    if failures:
-        raise DispatchFailed(f"{len(failures)} dispatch(es) failed: {', '.join(failures)}")
-    return sent
+        return _executor_instance
 
 
 def _idempotency_key(row: Mapping[str, Any]) -> str:

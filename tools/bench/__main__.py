@@ -470,8 +470,11 @@ def journey_events(purchases: int) -> list[str]:
     from tools.stripe_emulator.objects import API_VERSION, fixture
 
     bodies = []
+    # Members of their own: a member of an earlier call already holding the track would make
+    # these purchases duplicates (refunded, at Stripe, which knows none of these payments).
+    tag = f"{random.getrandbits(32):08x}"
     for n in range(purchases):
-        member = f"mem_bench_{n:05d}"
+        member = f"mem_bench_{tag}_{n:05d}"
         pi = f"pi_bench{n:05d}{random.getrandbits(32):x}"
         session = fixture("checkout.session")
         session.update(

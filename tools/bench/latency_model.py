@@ -255,27 +255,53 @@ class Journey:
         return paid
 
     def deliver_new_events(self) -> int:
-        """Hand every event the emulator created since the last call to the worker."""
+        """Hand every event the emulator created since the last call to the worker, oldest
+        first, in batches of ten as SQS would."""
         import httpx
 
         from tools.local.sqs import build_sqs_event
 
-        events = httpx.get(
-            f"{self.stripe_base}/v1/events",
-            params={"limit": 100},
-            headers={"Authorization": f"Bearer {self.stripe_key}"},
-            timeout=30,
-        ).json()["data"]
-        fresh = [e for e in reversed(events) if e["id"] not in self._seen_events]
+        events: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            page = httpx.get(
+                f"{self.stripe_base}/v1/events",
+                params=params,
+                headers={"Authorization": f"Bearer {self.stripe_key}"},
+                timeout=30,
+            ).json()
+            fresh_page = [e for e in page["data"] if e["id"] not in self._seen_events]
+            events += fresh_page
+            # Newest first: once a page holds an event delivered before, the rest are older.
+            if not page.get("has_more") or len(fresh_page) < len(page["data"]):
+                break
+            params["starting_after"] = page["data"][-1]["id"]
+        fresh = list(reversed(events))
         self._seen_events.update(e["id"] for e in fresh)
-        if fresh:
+        for start in range(0, len(fresh), 10):
+            chunk = fresh[start : start + 10]
             self.worker(
                 build_sqs_event(
-                    [sqs_message(json.dumps(e), n) for n, e in enumerate(fresh)],  # type: ignore[misc]
+                    [sqs_message(json.dumps(e), n) for n, e in enumerate(chunk)],  # type: ignore[misc]
                     "arn:aws:sqs:us-east-1:000000000000:bench",
                 )
             )
         return len(fresh)
+
+    def require_customers(self, member_ids: list[str]) -> None:
+        """Fail unless each member's Stripe customer is mapped (a returning member's is)."""
+        import psycopg
+
+        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+            mapped = {
+                row[0]
+                for row in conn.execute(
+                    "select member_id from customers where member_id = any(%s)", (member_ids,)
+                )
+            }
+        missing = sorted(set(member_ids) - mapped)
+        if missing:
+            raise RuntimeError(f"returning members without a customer mapping: {missing[:3]}")
 
     def worker(self, batch: dict[str, Any]) -> None:
         module = __import__("functions.webhook_worker.app", fromlist=["lambda_handler"])
@@ -355,7 +381,15 @@ def run_journey(
 
     with model.off():
         # Warm the container: catalog prices, signing keys, connections (a warm Lambda).
-        journey.checkout("mem_bench_returning")
+        journey.checkout("mem_bench_warmup")
+        # Returning members: each paid for one track before, so Stripe knows them and we hold
+        # their customer (mapped when that session completed). Each is measured buying another
+        # track, once: clicking twice would be handed the open session again, no Stripe call.
+        returning = [f"mem_bench_returning_{i:04d}" for i in range(iterations)]
+        for member_id in returning:
+            journey.pay(journey.checkout(member_id, "social_media_email_campaign")["id"])
+        journey.deliver_new_events()
+        journey.require_customers(returning)
         # A paid one-time purchase to switch, and an active subscription to change.
         session = journey.checkout("mem_bench_switcher")
         paid = journey.pay(session["id"])
@@ -384,7 +418,7 @@ def run_journey(
         results[name] = summarise([measure(log, partial(request, i)) for i in range(n)])
         time.sleep(0.5)  # let calls left running in the background finish
 
-    step("checkout_returning_member", lambda i: journey.checkout("mem_bench_returning"))
+    step("checkout_returning_member", lambda i: journey.checkout(returning[i]))
     step("checkout_first_time_member", lambda i: journey.checkout(f"mem_bench_new_{i:04d}"))
     step(
         "product_switch",
@@ -416,7 +450,7 @@ def run_journey(
             "subscriptions",
             "POST",
             f"/v1/subscriptions/{subscription}/change",
-            {"product": plans[i % 2], "proration_date": previews[i]["proration_date"]},
+            {"product": plans[i % 2], "quote": previews[i]["quote"]},
             "mem_bench_subscriber",
             route="/v1/subscriptions/{subscription_id}/change",
             path_parameters={"subscription_id": subscription},

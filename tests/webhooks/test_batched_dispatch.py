@@ -1,0 +1,129 @@
+"""The worker's outbox, a batch at a time: every due row of a batch is leased in one call, the
+Make.com documents are posted concurrently, the sent ones are marked in one call, and a failure
+fails only the message of its event."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from functions.webhook_worker import app as worker_app
+from payments.adapters.make import MakeUnavailable
+from payments.webhook_processing import WorkerPorts
+from tests.webhooks import factories as f
+from tests.webhooks.conftest import context, rows, sqs_event
+from tools.local.make_receiver import MakeReceiverServer
+
+pytestmark = pytest.mark.integration
+
+
+class FlakyMake:
+    """The real Make.com adapter, except that the documents of ``failing`` sessions fail
+    (once each) as an outage would; ``barrier`` makes every post wait for the others."""
+
+    def __init__(
+        self, real: Any, failing: set[str] = frozenset(), barrier: threading.Barrier | None = None
+    ) -> None:
+        self._real = real
+        self._failing = set(failing)
+        self._barrier = barrier
+        self._lock = threading.Lock()
+        self.threads: set[str] = set()
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.threads.add(threading.current_thread().name)
+            fail = payload.get("checkout_session_id") in self._failing
+            self._failing.discard(str(payload.get("checkout_session_id")))
+        if self._barrier is not None:
+            # Raises BrokenBarrierError unless the others are in flight at the same time.
+            self._barrier.wait()
+        if fail:
+            raise MakeUnavailable()
+        self._real.send(payload)
+
+
+def run(ports: WorkerPorts, batch: dict[str, Any]) -> list[str]:
+    response = worker_app.handle_batch(batch, context(), ports)
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def sessions_received(receiver: MakeReceiverServer) -> list[str]:
+    return sorted(doc["checkout_session_id"] for doc in receiver.received)
+
+
+def test_one_failing_dispatch_fails_only_its_message_and_is_sent_once_on_the_retry(
+    db: str, ports: WorkerPorts, make_receiver: MakeReceiverServer
+) -> None:
+    # Given three members' paid checkouts in one batch, and Make.com failing the second's
+    sessions = [f.checkout_session(member_id=f.new_id("mem_")) for _ in range(3)]
+    events = [f.event("checkout.session.completed", s) for s in sessions]
+    flaky = dataclasses.replace(ports, make=FlakyMake(ports.make, {sessions[1]["id"]}))
+    batch = sqs_event(*events)
+
+    # When the batch is processed
+    failed = run(flaky, batch)
+
+    # Then only the second message fails; the others were sent, and the failure was released
+    # at once with its error code
+    assert failed == [batch["Records"][1]["messageId"]]
+    assert sessions_received(make_receiver) == sorted([sessions[0]["id"], sessions[2]["id"]])
+    outbox = {
+        event_id: rest
+        for event_id, *rest in rows(
+            db, "select event_id, status, attempts, last_error, locked_until from outbox"
+        )
+    }
+    assert outbox[events[0]["id"]][:2] == ["sent", 1]
+    assert outbox[events[2]["id"]][:2] == ["sent", 1]
+    assert outbox[events[1]["id"]] == ["pending", 1, "make_unavailable", None]
+
+    # When SQS redelivers the whole batch (the failed message, and the others once more)
+    assert run(flaky, sqs_event(*events)) == []
+
+    # Then the failed document went out on the retry, and none was sent twice
+    assert sessions_received(make_receiver) == sorted(s["id"] for s in sessions)
+    attempts = dict(rows(db, "select event_id, attempts from outbox where status = 'sent'"))
+    assert attempts == {events[0]["id"]: 1, events[1]["id"]: 2, events[2]["id"]: 1}
+
+
+def test_the_documents_of_a_batch_are_posted_concurrently(
+    db: str, ports: WorkerPorts, make_receiver: MakeReceiverServer
+) -> None:
+    # Given three members' paid checkouts in one batch, and posts that each wait for two others
+    events = [
+        f.event("checkout.session.completed", f.checkout_session(member_id=f.new_id("mem_")))
+        for _ in range(3)
+    ]
+    flaky = FlakyMake(ports.make, barrier=threading.Barrier(3, timeout=10))
+
+    # When the batch is processed
+    failed = run(dataclasses.replace(ports, make=flaky), sqs_event(*events))
+
+    # Then the three posts were in flight together (one after another, the barrier breaks),
+    # from the dispatch threads, and each document landed once
+    assert failed == []
+    assert len(make_receiver.received) == 3
+    assert len(flaky.threads) == 3
+    assert all(name.startswith("dispatch") for name in flaky.threads)
+
+
+def test_a_single_due_row_is_performed_in_the_calling_thread(
+    db: str, ports: WorkerPorts, make_receiver: MakeReceiverServer
+) -> None:
+    # Given one paid checkout whose document failed on its first delivery
+    session = f.checkout_session()
+    event = f.event("checkout.session.completed", session)
+    flaky = FlakyMake(ports.make, {session["id"]})
+    assert len(run(dataclasses.replace(ports, make=flaky), sqs_event(event))) == 1
+
+    # When the same delivery comes back
+    assert run(dataclasses.replace(ports, make=flaky), sqs_event(event)) == []
+
+    # Then both attempts ran in this thread (no pool for a single row), and it landed once
+    assert flaky.threads == {threading.current_thread().name}
+    assert sessions_received(make_receiver) == [session["id"]]
