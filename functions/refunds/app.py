@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from payments import refunds
 from payments.adapters.store import get_store
-from payments.adapters.stripe_service import get_stripe
 from payments.auth import Member, current_member, require_admin
 from payments.checkout import checkout_deps
 from payments.deadline import start_invocation
@@ -45,10 +44,16 @@ class CheckoutSessionOut(BaseModel):
 
 @lru_cache(maxsize=1)
 def _refund_deps(settings: Settings) -> refunds.RefundDeps:
+    # The Stripe SDK is imported by the first route that calls Stripe (the refund history
+    # does not), not by the cold start.
+    from payments.adapters.stripe_service import get_stripe
+
     return refunds.RefundDeps(store=get_store(settings), payments=get_stripe(settings))
 
 
 def _switch_deps(settings: Settings) -> refunds.SwitchDeps:
+    from payments.adapters.stripe_service import get_stripe
+
     return refunds.SwitchDeps(checkout=checkout_deps(settings), payments=get_stripe(settings))
 
 

@@ -18,8 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from payments import billing_portal, subscriptions
 from payments.adapters.store import get_store
-from payments.adapters.stripe_service import get_stripe
-from payments.adapters.stripe_subscriptions import get_stripe_subscriptions
 from payments.auth import Member, current_member
 from payments.checkout import checkout_deps
 from payments.deadline import start_invocation
@@ -110,6 +108,9 @@ class CheckoutSessionOut(BaseModel):
 
 @lru_cache(maxsize=1)
 def _deps(settings: Settings) -> subscriptions.SubscriptionDeps:
+    # The Stripe SDK is imported by the first route that calls Stripe, not by the cold start.
+    from payments.adapters.stripe_subscriptions import get_stripe_subscriptions
+
     secret = settings.plan_quote_secret
     return subscriptions.SubscriptionDeps(
         checkout=checkout_deps(settings),
@@ -122,6 +123,8 @@ def _deps(settings: Settings) -> subscriptions.SubscriptionDeps:
 
 @lru_cache(maxsize=1)
 def _portal_deps(settings: Settings) -> billing_portal.PortalDeps:
+    from payments.adapters.stripe_service import get_stripe
+
     return billing_portal.PortalDeps(
         store=get_store(settings),
         stripe=get_stripe(settings),

@@ -9,9 +9,9 @@ This is the one function that does not use the Powertools resolver: it serves a 
 whose body is checked by its signature, not a schema, and the resolver and its OpenAPI
 machinery were most of its cold start (``make bench``). The route's OpenAPI description lives
 in ``openapi.py`` beside this file. For the same reason it imports nothing its one route does
-not use: no settings model (pydantic-settings; ``payments.environment`` reads its four
-variables), no botocore (``payments.adapters.queue`` signs one ``SendMessage`` with the
-standard library), no catalog (``payments.stripe_envelope`` checks the event's envelope).
+not use: no settings model (pydantic; ``payments.environment`` reads its four variables), no
+botocore (``payments.adapters.queue`` signs one ``SendMessage`` with the standard library), no
+catalog (``payments.stripe_envelope`` checks the event's envelope).
 """
 
 from __future__ import annotations

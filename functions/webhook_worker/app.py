@@ -11,12 +11,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payments.adapters.make import get_make_webhook
@@ -57,49 +51,42 @@ def _ports(settings: Settings) -> WorkerPorts:
     )
 
 
-def _record_handler(results: dict[str, MessageResult]) -> Any:
-    def handle(record: SQSRecord) -> str:
-        id_attribute = record.message_attributes["stripe_event_id"]
-        event_id = id_attribute.string_value if id_attribute is not None else None
-        result = results[record.message_id]
-        if isinstance(result, PaymentsError):
-            # The reason, never the body: the payload may carry customer details.
-            logger.warning(
-                "stripe event message failed",
-                extra={
-                    "message_id": record.message_id,
-                    "stripe_event_id": event_id,
-                    "code": result.code,
-                    "reason": result.message,
-                    "receive_count": record.attributes.approximate_receive_count,
-                },
-            )
-            raise result
-        if isinstance(result, Exception):
-            logger.error(
-                "stripe event message failed unexpectedly",
-                extra={"message_id": record.message_id, "stripe_event_id": event_id},
-                exc_info=result,
-            )
-            raise result
-        return result.outcome
-
-    return handle
+def _report(record: dict[str, Any], result: MessageResult) -> bool:
+    """Log a message's failure (the reason, never the body: the payload may carry customer
+    details); True when the message must come back."""
+    if not isinstance(result, Exception):
+        return False
+    attribute = (record.get("messageAttributes") or {}).get("stripe_event_id") or {}
+    context = {"message_id": record["messageId"], "stripe_event_id": attribute.get("stringValue")}
+    if isinstance(result, PaymentsError):
+        logger.warning(
+            "stripe event message failed",
+            extra={
+                **context,
+                "code": result.code,
+                "reason": result.message,
+                "receive_count": (record.get("attributes") or {}).get("ApproximateReceiveCount"),
+            },
+        )
+    else:
+        logger.error("stripe event message failed unexpectedly", extra=context, exc_info=result)
+    return True
 
 
 def handle_batch(event: dict[str, Any], context: LambdaContext, ports: WorkerPorts) -> Any:
-    """Process one SQS batch with these ports; the partial batch response for Lambda."""
+    """Process one SQS batch with these ports; the partial batch response for Lambda.
+
+    The database work of the whole batch happens in one transaction; each message then gets
+    its own result, so failures stay per message: the failed ones are named in
+    ``batchItemFailures`` (the event source mapping reports them, ``ReportBatchItemFailures``)
+    and come back, the rest are deleted.
+    """
     records = event.get("Records") or []
-    # The database work of the whole batch happens here, in one transaction; the processor
-    # then reports each message's own result, so failures stay per message.
     results = process_event_batch(
         {record["messageId"]: record.get("body") or "" for record in records}, ports
     )
-    # One processor per invocation: it holds the batch's results.
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(
-        event=event, record_handler=_record_handler(results), processor=processor, context=context
-    )
+    failed = [record for record in records if _report(record, results[record["messageId"]])]
+    return {"batchItemFailures": [{"itemIdentifier": record["messageId"]} for record in failed]}
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,9 +1,9 @@
 """The environment read without pydantic, for the function that must start fastest.
 
-Every other function validates ``payments.settings.Settings`` (pydantic-settings) once per
-container. The webhook reads four variables, and pydantic-settings with pydantic was a third of
-its cold start, so it reads them here with the same rules: a blank value is unset, and a
-missing required variable is a ``ConfigurationError`` naming every one that is missing.
+Every other function validates ``payments.settings.Settings`` (a pydantic model) once per
+container. The webhook reads four variables, and pydantic was a third of its cold start, so
+it reads them here with the same rules: a blank value is unset, and a missing required
+variable is a ``ConfigurationError`` naming every one that is missing.
 """
 
 from __future__ import annotations

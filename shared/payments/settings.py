@@ -8,22 +8,28 @@ with a KeyError in the middle of a payment.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from payments.adapters.secrets import resolve_references
 from payments.errors import ConfigurationError
 
-CommaList = Annotated[tuple[str, ...], NoDecode]
+# A comma-separated variable (split by ``_split_commas``).
+CommaList = tuple[str, ...]
 
 
-class Settings(BaseSettings):
-    """The environment of DESIGN.md §4. Optional here; each function states what it requires."""
+class Settings(BaseModel):
+    """The environment of DESIGN.md §4. Optional here; each function states what it requires.
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    A plain model read from ``os.environ`` by ``get_settings`` (each field from the variable of
+    its name, in any case): every variable is a string, so nothing needs a settings library,
+    whose import cost every function's cold start a fifth more.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     stripe_secret_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
@@ -120,12 +126,22 @@ class Settings(BaseSettings):
         return bool(self.admin_member_ids)
 
 
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Each field's value from the variable of its name (in any case); a secret whose value is
+    not set is read from where its ``<NAME>_ARN`` names."""
+    fields = Settings.model_fields
+    values: dict[str, Any] = {
+        name.lower(): value for name, value in environ.items() if name.lower() in fields
+    }
+    # A deployed function names where each secret is kept (``<NAME>_ARN``), not its value.
+    return {**values, **resolve_references(environ, fields)}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this container, read and validated once."""
     try:
-        # A deployed function names where each secret is kept (``<NAME>_ARN``), not its value.
-        return Settings(**resolve_references(os.environ, Settings.model_fields))
+        return Settings(**from_environment(os.environ))
     except ValidationError as exc:
         fields = ", ".join(str(err["loc"][0]).upper() for err in exc.errors() if err["loc"])
         raise ConfigurationError(f"invalid environment variable(s): {fields}") from None
