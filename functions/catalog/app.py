@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+import payments
 from payments.catalog import load_catalog
 from payments.http import (
     error_response,
@@ -80,7 +81,7 @@ def pricing() -> Response[str]:
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
-    text = resources.files("payments").joinpath("openapi.json").read_text(encoding="utf-8")
+    text = (Path(payments.__file__).parent / "openapi.json").read_text(encoding="utf-8")
     document: dict[str, Any] = json.loads(text)
     return document
 
