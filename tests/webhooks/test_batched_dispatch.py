@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 import pytest
 
 from functions.webhook_worker import app as worker_app
@@ -127,3 +128,44 @@ def test_a_single_due_row_is_performed_in_the_calling_thread(
     # Then both attempts ran in this thread (no pool for a single row), and it landed once
     assert flaky.threads == {threading.current_thread().name}
     assert sessions_received(make_receiver) == [session["id"]]
+
+
+def test_a_sent_dispatch_the_database_cannot_record_fails_its_message_and_stays_leased(
+    db: str, ports: WorkerPorts, make_receiver: MakeReceiverServer
+) -> None:
+    # Given two members' paid checkouts, and a database refusing to mark the second one sent
+    events = [
+        f.event("checkout.session.completed", f.checkout_session(member_id=f.new_id("mem_")))
+        for _ in range(2)
+    ]
+    unlucky = events[1]["id"]
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "create function pg_temp_refuse_sent() returns trigger language plpgsql as $$"
+            f" begin if new.event_id = '{unlucky}' and new.status = 'sent' then"
+            " raise exception 'refused'; end if; return new; end $$"
+        )
+        conn.execute(
+            "create trigger refuse_sent before update on outbox"
+            " for each row execute function pg_temp_refuse_sent()"
+        )
+    batch = sqs_event(*events)
+    try:
+        # When the batch is processed
+        failed = run(ports, batch)
+    finally:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("drop trigger refuse_sent on outbox")
+            conn.execute("drop function pg_temp_refuse_sent()")
+
+    # Then both documents went out, the first is recorded sent, and the second's message fails
+    # while its row stays pending under its lease (resent after it, with the same key)
+    assert failed == [batch["Records"][1]["messageId"]]
+    assert len(make_receiver.received) == 2
+    state = {
+        event_id: (status, leased)
+        for event_id, status, leased in rows(
+            db, "select event_id, status, coalesce(locked_until > now(), false) from outbox"
+        )
+    }
+    assert state == {events[0]["id"]: ("sent", False), unlucky: ("pending", True)}
