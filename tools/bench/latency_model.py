@@ -390,9 +390,13 @@ def run_journey(
             journey.pay(journey.checkout(member_id, "social_media_email_campaign")["id"])
         journey.deliver_new_events()
         journey.require_customers(returning)
-        # A paid one-time purchase to switch, and an active subscription to change.
-        session = journey.checkout("mem_bench_switcher")
-        paid = journey.pay(session["id"])
+        # Paid one-time purchases to switch (one per member: a second switch of the same
+        # purchase would be handed the open session again), and a subscription to change.
+        switchers = [f"mem_bench_switcher_{i:04d}" for i in range(iterations)]
+        switched = [
+            journey.pay(journey.checkout(member_id)["id"])["payment_intent"]
+            for member_id in switchers
+        ]
         subscription_session = journey.invoke(
             "subscriptions",
             "POST",
@@ -426,8 +430,8 @@ def run_journey(
             "refunds",
             "POST",
             "/v1/purchases/switch",
-            {"payment_intent": paid["payment_intent"], "product": "website_audit_feedback"},
-            "mem_bench_switcher",
+            {"payment_intent": switched[i], "product": "website_audit_feedback"},
+            switchers[i],
         ),
     )
 
