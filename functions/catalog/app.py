@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 import payments
 from payments.catalog import load_catalog
@@ -28,17 +28,18 @@ from payments.http import (
 )
 from payments.observability import logger
 from payments.runtime import bootstrap
+from payments.schema import Model
 
 PRICING_CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=60"
 
 app = make_resolver()
 
 
-class Health(BaseModel):
+class Health(Model):
     status: str
 
 
-class PricedProduct(BaseModel):
+class PricedProduct(Model):
     id: str
     name: str
     description: str
@@ -49,11 +50,11 @@ class PricedProduct(BaseModel):
     interval: str | None = None
 
 
-class Pricing(BaseModel):
+class Pricing(Model):
     products: list[PricedProduct]
 
 
-class OpenApiDocument(BaseModel):
+class OpenApiDocument(Model):
     """The OpenAPI 3.1 document; its parts are described by the OpenAPI specification."""
 
     model_config = ConfigDict(extra="allow")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from payments.auth import current_member
 from payments.checkout import checkout_deps, start_checkout
@@ -14,6 +14,7 @@ from payments.deadline import start_invocation
 from payments.http import handle_http, json_response, make_resolver, ok_response
 from payments.observability import logger
 from payments.runtime import bootstrap
+from payments.schema import Model
 from payments.settings import get_settings
 
 REQUIRED = (
@@ -27,13 +28,13 @@ REQUIRED = (
 app = make_resolver()
 
 
-class CheckoutRequest(BaseModel):
+class CheckoutRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     product: Annotated[str, Field(min_length=1, max_length=64, description="A one-time product id")]
 
 
-class CheckoutSessionOut(BaseModel):
+class CheckoutSessionOut(Model):
     id: str
     url: str
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from payments import refunds
 from payments.adapters.store import get_store
@@ -22,6 +21,7 @@ from payments.deadline import start_invocation
 from payments.http import handle_http, json_response, make_resolver, ok_response
 from payments.observability import logger
 from payments.runtime import bootstrap
+from payments.schema import Model
 from payments.settings import Settings, get_settings
 
 REQUIRED = (
@@ -37,7 +37,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 app = make_resolver()
 
 
-class CheckoutSessionOut(BaseModel):
+class CheckoutSessionOut(Model):
     id: str
     url: str
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from payments import errors, refunds
 from payments.adapters.store import Store
 from payments.catalog import format_amount, load_catalog
 from payments.refunds import RESERVATION_TTL_SECONDS, RefundRecord
+from payments.schema import Model
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -35,7 +36,7 @@ class AdminRefund(RefundRecord):
     display_amount: str
 
 
-class AdminPayment(BaseModel):
+class AdminPayment(Model):
     """One payment as an admin sees it."""
 
     payment_intent: str
@@ -55,7 +56,7 @@ class AdminPayment(BaseModel):
     refunds: list[AdminRefund]
 
 
-class AdminPaymentsPage(BaseModel):
+class AdminPaymentsPage(Model):
     payments: list[AdminPayment]
     next_cursor: str | None = Field(
         default=None, description="Pass as ?cursor= for the next (older) page; null at the end."

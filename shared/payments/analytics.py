@@ -11,15 +11,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import ConfigDict, Field, computed_field
 
 from payments import errors
 from payments.adapters.store import Store
+from payments.schema import Model
 
 MAX_SPAN_YEARS = 2
 
 
-class Figures(BaseModel):
+class Figures(Model):
     """Amounts in the currency's smallest unit (cents)."""
 
     product: str
@@ -53,7 +54,7 @@ class PeriodFigures(Figures):
     period: date = Field(description="The day, or the first day of the month.")
 
 
-class AnalyticsReport(BaseModel):
+class AnalyticsReport(Model):
     model_config = ConfigDict(populate_by_name=True)
 
     date_from: date = Field(alias="from")

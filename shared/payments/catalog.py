@@ -11,9 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import ConfigDict, Field, computed_field
 
 from payments.errors import InvalidRequest
+from payments.schema import Model
 
 Mode = Literal["payment", "subscription"]
 
@@ -22,7 +23,7 @@ class UnknownProduct(InvalidRequest):
     code = "unknown_product"
 
 
-class Product(BaseModel):
+class Product(Model):
     """One sellable item. ``id`` doubles as the product track for one-time purchases."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,7 +45,7 @@ class Product(BaseModel):
         )
 
 
-class Catalog(BaseModel):
+class Catalog(Model):
     model_config = ConfigDict(frozen=True)
 
     currency: str

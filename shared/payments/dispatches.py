@@ -20,12 +20,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from payments.catalog import load_catalog
+from payments.schema import Model
 
 # Outbox kinds that go to Make.com; the others are Stripe calls (refunds, cancellations).
 MAKE_KINDS = ("add_project", "payment_failed")
 
 
-class AddProject(BaseModel):
+class AddProject(Model):
     """A paid purchase or subscription checkout: start the member's project."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +45,7 @@ class AddProject(BaseModel):
     subscription: str | None = Field(description="Subscription checkouts only")
 
 
-class PaymentFailed(BaseModel):
+class PaymentFailed(Model):
     """A subscription renewal could not be charged: Stripe retries, the business may act."""
 
     model_config = ConfigDict(extra="forbid")

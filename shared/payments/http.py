@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from payments import errors
 from payments.observability import capture_exception, logger
 from payments.responses import error_body, status_for
+from payments.schema import Model
 from payments.settings import get_settings
 
 MAX_BODY_BYTES = 16 * 1024
@@ -55,12 +56,12 @@ def json_response(
     )
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     code: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     """The body of every error response."""
 
     error: ErrorDetail

@@ -13,12 +13,13 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from payments import errors
 from payments.adapters.store import Store
 from payments.catalog import format_amount
 from payments.observability import logger
+from payments.schema import Model
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 50
@@ -26,7 +27,7 @@ _CURSOR_PREFIX = "v1:"
 MAX_CURSOR_LENGTH = 64
 
 
-class PaymentEntry(BaseModel):
+class PaymentEntry(Model):
     """One line of a member's payment history."""
 
     id: int
@@ -40,14 +41,14 @@ class PaymentEntry(BaseModel):
     stripe_object_id: str | None = None
 
 
-class PaymentHistoryPage(BaseModel):
+class PaymentHistoryPage(Model):
     payments: list[PaymentEntry]
     next_cursor: str | None = Field(
         default=None, description="Pass as ?cursor= for the next (older) page; null at the end."
     )
 
 
-class MemberDataExport(BaseModel):
+class MemberDataExport(Model):
     """Everything the service's tables hold about one member."""
 
     member_id: str
@@ -62,7 +63,7 @@ class MemberDataExport(BaseModel):
     refunds: list[dict[str, Any]]
 
 
-class ErasureReceipt(BaseModel):
+class ErasureReceipt(Model):
     pseudonym: str = Field(description="What the kept accounting rows now carry instead of the id.")
     erased_at: datetime
     already_erased: bool

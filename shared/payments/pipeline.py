@@ -7,24 +7,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from payments.adapters.store import Store
+from payments.schema import Model
 
 
-class DeadLetters(BaseModel):
+class DeadLetters(Model):
     depth: int | None = Field(
         description="Messages in the webhook dead-letter queue; null when it cannot be read"
     )
 
 
-class PendingDispatches(BaseModel):
+class PendingDispatches(Model):
     pending: int
     oldest_pending_age_seconds: int | None
     by_kind: dict[str, int]
 
 
-class ReconcileRun(BaseModel):
+class ReconcileRun(Model):
     started_at: datetime
     finished_at: datetime | None
     status: Literal["running", "ok", "partial", "failed"]
@@ -34,7 +35,7 @@ class ReconcileRun(BaseModel):
     stuck: int
 
 
-class PipelineStatus(BaseModel):
+class PipelineStatus(Model):
     dead_letters: DeadLetters
     dispatches: PendingDispatches
     last_reconcile: ReconcileRun | None

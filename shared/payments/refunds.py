@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from payments import errors
 from payments.adapters.store import Store
@@ -31,6 +31,7 @@ from payments.catalog import format_amount
 from payments.checkout import CheckoutDeps, start_checkout
 from payments.models import CheckoutSession, IssuedRefund, PaymentSnapshot
 from payments.observability import logger
+from payments.schema import Model
 
 RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
 
@@ -99,7 +100,7 @@ PaymentIntentId = Annotated[
 ]
 
 
-class RefundRequest(BaseModel):
+class RefundRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     payment_intent: PaymentIntentId
@@ -118,7 +119,7 @@ class RefundRequest(BaseModel):
     ] = None
 
 
-class RefundOut(BaseModel):
+class RefundOut(Model):
     id: str
     status: str
     amount: int
@@ -133,12 +134,12 @@ class RefundRecord(RefundOut):
     created_at: datetime
 
 
-class RefundHistory(BaseModel):
+class RefundHistory(Model):
     payment_intent: str
     refunds: list[RefundRecord]
 
 
-class SwitchRequest(BaseModel):
+class SwitchRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     payment_intent: PaymentIntentId

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, computed_field
+from pydantic import computed_field
 
 from payments.adapters.store import Store
+from payments.schema import Model
 
 # Visited in this order: customers last but one, so the mappings whose purchases, subscriptions
 # and logs went in this run can go too.
@@ -40,7 +41,7 @@ class RetentionPolicy:
     batch_size: int = BATCH_SIZE
 
 
-class PurgeReport(BaseModel):
+class PurgeReport(Model):
     dry_run: bool
     complete: bool
     batches: int

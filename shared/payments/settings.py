@@ -12,16 +12,17 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from payments.adapters.secrets import resolve_references
 from payments.errors import ConfigurationError
+from payments.schema import Model
 
 # A comma-separated variable (split by ``_split_commas``).
 CommaList = tuple[str, ...]
 
 
-class Settings(BaseModel):
+class Settings(Model):
     """The environment of DESIGN.md §4. Optional here; each function states what it requires.
 
     A plain model read from ``os.environ`` by ``get_settings`` (each field from the variable of
