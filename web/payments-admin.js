@@ -298,15 +298,19 @@
   function searchPayments(block, button, more) {
     var admin = block._pe;
     clearMessages(block);
+    // Only the newest request may draw: a "Load more" of an earlier listing answering after
+    // a new search must not append that listing's rows to the search's.
+    var request = (admin.request = (admin.request || 0) + 1);
     busyWhile(button, function () {
       return api("GET", searchQuery(admin.search, more ? admin.cursor : null), {
         token: admin.token,
       });
     }).then(
       function (page) {
-        if (page) showPayments(block, page, more);
+        if (page && request === admin.request) showPayments(block, page, more);
       },
       function (error) {
+        if (request !== admin.request) return;
         tell(
           part(block, "find-message"),
           messageOf(error, "The search failed. Please retry."),

@@ -231,7 +231,12 @@ def test_the_admin_pages_through_a_members_payments_with_load_more(
     page.fill(_pe("find-member"), member_id)
     page.click(_pe("find-submit"))
     rows = f"{_pe('find-table')} tbody tr"
-    page.wait_for_function("(s) => document.querySelectorAll(s).length === 20", arg=rows)
+    # The console opens on the recent payments of everyone: wait for the member's own.
+    mine = (
+        "([s, id]) => { const trs = [...document.querySelectorAll(s)];"
+        " return trs.length === 20 && trs.every((tr) => tr.dataset.paymentIntent.endsWith(id)); }"
+    )
+    page.wait_for_function(mine, arg=[rows, member_id[-8:]])
     assert page.is_visible(_pe("find-more"))
     page.click(_pe("find-more"))
 
