@@ -4,6 +4,13 @@ Each message is one verified Stripe event, processed on its own (``process_event
 A message that fails (database down, Make.com down, malformed) is reported in
 ``batchItemFailures`` and comes back after the visibility timeout; the rest of the batch is
 deleted. After ``maxReceiveCount`` receives SQS moves it to the dead-letter queue, which alarms.
+
+One failure is not the queue's to keep: an event applied whose dispatch failed (Make.com or
+Stripe down) is already safe, its dispatch pending in the outbox. Its message comes back on its
+first receives, which heals a short outage within minutes; from ``DISPATCH_RECEIVES`` on it is
+acknowledged and the dispatch left to the reconciler, which performs it once Make.com answers
+and alarms (``OldestPendingDispatchAlarm``) while it cannot. So the dead-letter queue, and its
+alarm, hold only events that could not be applied.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from payments.observability import logger
 from payments.runtime import bootstrap
 from payments.settings import Settings
 from payments.webhook_processing import (
+    DispatchFailed,
     MessageResult,
     WorkerPorts,
     key_livemode,
@@ -31,6 +39,9 @@ if TYPE_CHECKING:
     from payments.adapters.stripe_service import StripeService
 
 REQUIRED = ("stripe_secret_key", "make_webhook_url", "make_api_key")
+# The receive from which a message whose only failure is a dispatch is acknowledged (the
+# queue's maxReceiveCount is 5): its dispatch stays pending in the outbox for the reconciler.
+DISPATCH_RECEIVES = 3
 
 
 @lru_cache(maxsize=1)
@@ -58,6 +69,13 @@ def _report(record: dict[str, Any], result: MessageResult) -> bool:
         return False
     attribute = (record.get("messageAttributes") or {}).get("stripe_event_id") or {}
     context = {"message_id": record["messageId"], "stripe_event_id": attribute.get("stringValue")}
+    receives = _receive_count(record)
+    if isinstance(result, DispatchFailed) and receives >= DISPATCH_RECEIVES:
+        logger.warning(
+            "stripe event applied, dispatch left to the reconciler",
+            extra={**context, "reason": result.message, "receive_count": receives},
+        )
+        return False
     if isinstance(result, PaymentsError):
         logger.warning(
             "stripe event message failed",
@@ -65,12 +83,19 @@ def _report(record: dict[str, Any], result: MessageResult) -> bool:
                 **context,
                 "code": result.code,
                 "reason": result.message,
-                "receive_count": (record.get("attributes") or {}).get("ApproximateReceiveCount"),
+                "receive_count": receives,
             },
         )
     else:
         logger.error("stripe event message failed unexpectedly", extra=context, exc_info=result)
     return True
+
+
+def _receive_count(record: dict[str, Any]) -> int:
+    try:
+        return int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+    except ValueError:
+        return 1
 
 
 def handle_batch(event: dict[str, Any], context: LambdaContext, ports: WorkerPorts) -> Any:

@@ -5,6 +5,7 @@ fails only the message of its event."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from functions.webhook_worker import app as worker_app
 from payments.adapters.make import MakeUnavailable
 from payments.webhook_processing import WorkerPorts
 from tests.webhooks import factories as f
-from tests.webhooks.conftest import context, rows, sqs_event
+from tests.webhooks.conftest import context, rows, sqs_event, sqs_record
 from tools.local.make_receiver import MakeReceiverServer
 
 pytestmark = pytest.mark.integration
@@ -169,3 +170,26 @@ def test_a_sent_dispatch_the_database_cannot_record_fails_its_message_and_stays_
         )
     }
     assert state == {events[0]["id"]: ("sent", False), unlucky: ("pending", True)}
+
+
+@pytest.mark.parametrize(("receives", "comes_back"), [(1, True), (2, True), (3, False), (5, False)])
+def test_a_dispatch_still_failing_after_a_few_receives_is_left_to_the_reconciler(
+    db: str, ports: WorkerPorts, make_receiver: MakeReceiverServer, receives: int, comes_back: bool
+) -> None:
+    # Given a paid checkout whose Make.com document fails, delivered for the n-th time
+    session = f.checkout_session(member_id=f.new_id("mem_"))
+    event = f.event("checkout.session.completed", session)
+    flaky = dataclasses.replace(ports, make=FlakyMake(ports.make, {session["id"]}))
+    record = sqs_record(json.dumps(event), event_id=event["id"], receive_count=receives)
+
+    # When the worker processes it
+    failed = run(flaky, {"Records": [record]})
+
+    # Then it comes back on its first receives only; either way the event is applied and its
+    # dispatch stays pending in the outbox, released for the reconciler to perform
+    assert failed == ([record["messageId"]] if comes_back else [])
+    assert rows(db, "select outcome from processed_events") == [("applied",)]
+    assert rows(db, "select status, last_error, locked_until from outbox") == [
+        ("pending", "make_unavailable", None)
+    ]
+    assert make_receiver.received == []
