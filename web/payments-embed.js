@@ -771,7 +771,7 @@
     }
     if (sub.paused) {
       return (
-        "Paused: no payment is taken until you resume" +
+        "Paused: the plan is on hold and no payment is taken until you resume" +
         (sub.resumes_at ? " (on " + day(sub.resumes_at) + ")." : ".")
       );
     }
@@ -803,7 +803,8 @@
     var others = plans().filter(function (p) {
       return p.id !== sub.product;
     });
-    if (others.length && !sub.cancel_at_period_end) {
+    // A paused plan is not changed (the service answers 409): resume it first.
+    if (others.length && !sub.cancel_at_period_end && !sub.paused) {
       var selectId = newId("plan-choice");
       var select = el(
         "select",
@@ -856,7 +857,10 @@
 
   var PLAN_DONE = {
     pause: function () {
-      return "Payments are paused. Your plan stays; nothing is charged until you resume.";
+      return (
+        "Your plan is on hold: nothing is charged until you resume, " +
+        "and the plan's service stops meanwhile."
+      );
     },
     resume: function (view) {
       return view.current_period_end

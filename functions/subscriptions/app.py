@@ -27,6 +27,7 @@ from payments.observability import logger
 from payments.runtime import bootstrap
 from payments.settings import Settings, get_settings
 from payments.subscription_models import (
+    MEMBER_PAUSE_BEHAVIOR,
     ChangePreview,
     ChangeResult,
     MemberSubscriptions,
@@ -89,8 +90,23 @@ class CancelRequest(BaseModel):
 class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    behavior: PauseBehavior = "keep_as_draft"
-    resumes_at: Annotated[int | None, Field(gt=0, description="Unix seconds")] = None
+    # Stripe's three names are accepted so that the two the policy refuses get a 422 saying
+    # why (payments.subscriptions.pause), not a bare validation error.
+    behavior: Annotated[
+        PauseBehavior,
+        Field(
+            description='Only "void" is offered: the paused periods are neither billed nor '
+            "served. keep_as_draft and mark_uncollectible are refused (422).",
+        ),
+    ] = MEMBER_PAUSE_BEHAVIOR
+    resumes_at: Annotated[
+        int | None,
+        Field(
+            gt=0,
+            description="Unix seconds, in the future and no later than the next renewal "
+            "(422 otherwise). Without it the pause lasts until a resume.",
+        ),
+    ] = None
 
 
 class ResumeRequest(BaseModel):
@@ -227,7 +243,7 @@ def cancel(subscription_id: SubscriptionId, body: CancelRequest | None = None) -
 
 @app.post(
     "/v1/subscriptions/<subscription_id>/pause",
-    summary="Pause payment collection",
+    summary="Pause the plan: nothing billed and nothing served until it resumes",
     responses=ok_response(SubscriptionView, "The subscription", 200, 401, 404, 409, 422, 502),
 )
 def pause(subscription_id: SubscriptionId, body: PauseRequest | None = None) -> Response[str]:

@@ -1,8 +1,11 @@
 """Stripe's hosted Billing Portal for a member: card updates and invoice history.
 
 Stripe already does both well, and a member whose renewal failed needs exactly that. The
-portal opens for the member's own Stripe customer only (our mapping, never a customer id from
-the request), and returns to the member's account page on the site.
+portal opens for one of the member's own Stripe customers only (from our tables, never a
+customer id from the request): the customer of their live subscription, whose card and invoices
+a renewal uses, else their mapped customer. They differ when a first-time member's checkouts
+were in flight together (each created a customer), and then the subscription's is the one that
+matters. It returns to the member's account page on the site.
 """
 
 from __future__ import annotations
@@ -70,8 +73,9 @@ def portal_idempotency_key(
 def open_billing_portal(
     deps: PortalDeps, member: Member, *, client_key: str | None, now: float
 ) -> BillingPortalSession:
-    """A portal session for the member's Stripe customer, or ``NoCustomerYet`` (409)."""
-    stored = deps.store.call("customer_for_member", p_member_id=member.id)
+    """A portal session for the member's Stripe customer (their live subscription's, else the
+    mapped one), or ``NoCustomerYet`` (409)."""
+    stored = deps.store.call("billing_portal_customer", p_member_id=member.id)
     if not stored:
         raise NoCustomerYet()
     customer_id = str(stored)

@@ -14,6 +14,12 @@ from pydantic import BaseModel, Field
 
 ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 PauseBehavior = Literal["keep_as_draft", "mark_uncollectible", "void"]
+# The only pause a member may ask for (docs/subscriptions.md): the periods it covers are not
+# billed (Stripe voids their invoices) and not served; the other two bill nothing either while
+# the plan would stay on, which is service for free.
+MEMBER_PAUSE_BEHAVIOR: PauseBehavior = "void"
+# Invoice statuses of a period that was not paid for and never will be by itself.
+UNPAID_INVOICE_STATUSES = ("void", "uncollectible", "draft")
 
 # Stripe statuses in which a member still holds (or owes for) the plan.
 LIVE_STATUSES = ("active", "trialing", "past_due", "paused")
@@ -35,6 +41,10 @@ class StripeSubscription:
     cancel_at_period_end: bool
     pause_behavior: str | None
     resumes_at: int | None
+    # The member our checkout named in the subscription's metadata (None outside our checkout).
+    member_id: str | None = None
+    # Status of the subscription's latest invoice, when the adapter expanded it.
+    latest_invoice_status: str | None = None
 
     @property
     def is_ended(self) -> bool:
@@ -44,6 +54,12 @@ class StripeSubscription:
     def is_paused(self) -> bool:
         """Collection paused by us (``pause_collection``) or the subscription itself paused."""
         return self.pause_behavior is not None or self.status == "paused"
+
+    @property
+    def current_period_unpaid(self) -> bool:
+        """The period running now was invoiced while collection was paused (voided, marked
+        uncollectible or left a draft): resuming must bill it, or it is served for free."""
+        return self.latest_invoice_status in UNPAID_INVOICE_STATUSES
 
 
 @dataclass(frozen=True)

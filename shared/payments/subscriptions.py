@@ -2,9 +2,15 @@
 
 Rules:
 
-* Only the owner acts on a subscription. Our tables must tie it to the member (or not know it
-  yet) *and* Stripe's subscription must belong to the member's customer; anyone else is told it
-  does not exist (404), never that it is someone else's (403).
+* Only the owner acts on a subscription. Our ``subscriptions`` row names its member (from the
+  metadata our checkout wrote) and the customer it is billed to, and Stripe's subscription must
+  be billed to that customer: a member may hold several Stripe customers (two checkouts in
+  flight before the first was paid each create one), so the member's mapped customer proves
+  nothing. A subscription our row does not know yet must name the member in Stripe's own
+  metadata. Anyone else is told it does not exist (404), never that it is someone else's (403).
+* A plan is not changed while collection is paused (Stripe would leave the change's invoice a
+  draft or void it: never paid), and a member pauses only with ``void``: the paused periods are
+  neither billed nor served. Resuming bills the period running then if its invoice was voided.
 * Stripe's live subscription decides whether an action makes sense (a canceled subscription is
   not canceled again, a paused one not paused again), because our table trails it by the time
   the webhook worker takes.
@@ -49,6 +55,7 @@ from payments.checkout import (
 )
 from payments.models import CheckoutSession
 from payments.subscription_models import (
+    MEMBER_PAUSE_BEHAVIOR,
     ChangePreview,
     ChangeResult,
     InvoicePreview,
@@ -105,6 +112,27 @@ class QuoteInvalid(errors.Conflict):
     )
 
 
+class SubscriptionPaused(errors.Conflict):
+    code = "subscription_paused"
+    default_message = "This subscription is paused. Resume it before changing its plan."
+
+
+class PauseBehaviorNotOffered(errors.Unprocessable):
+    code = "pause_behavior_not_offered"
+    default_message = (
+        "A pause stops both the service and its payments: behavior must be "
+        f'"{MEMBER_PAUSE_BEHAVIOR}" (or left out).'
+    )
+
+
+class ResumesAtAfterRenewal(errors.Unprocessable):
+    code = "resumes_at_after_renewal"
+    default_message = (
+        "A pause with a resume date must end by the next renewal. To pause for longer, leave "
+        "resumes_at out and resume when you want: resuming starts a new period, paid that day."
+    )
+
+
 class ResumesAtInPast(errors.Unprocessable):
     code = "resumes_at_in_past"
     default_message = "resumes_at must be in the future."
@@ -153,7 +181,12 @@ class SubscriptionGateway(Protocol):
     ) -> StripeSubscription: ...
 
     def clear_pause_and_cancellation(
-        self, subscription_id: str, *, clear_cancel: bool, idempotency_key: str
+        self,
+        subscription_id: str,
+        *,
+        clear_cancel: bool,
+        restart_period: bool,
+        idempotency_key: str,
     ) -> StripeSubscription: ...
 
     def resume_paused(self, subscription_id: str, idempotency_key: str) -> StripeSubscription: ...
@@ -203,18 +236,29 @@ def member_subscriptions(store: Store, member_id: str) -> MemberSubscriptions:
 def owned_subscription(
     deps: SubscriptionDeps, member: Member, subscription_id: str
 ) -> StripeSubscription:
-    """Stripe's current subscription if ``member`` owns it, else ``SubscriptionNotFound``."""
+    """Stripe's current subscription if ``member`` owns it, else ``SubscriptionNotFound``.
+
+    Our row decides the owner and the customer the subscription is billed to; before the worker
+    has recorded it, Stripe's own record must name the member (our checkout's metadata), or be
+    billed to the member's mapped customer when it names nobody.
+    """
     access = deps.store.call(
         "subscription_access", p_member_id=member.id, p_subscription_id=subscription_id
     )
-    customer_id = access.get("customer_id") if isinstance(access, Mapping) else None
-    if not customer_id or not access.get("allowed"):
+    if not isinstance(access, Mapping) or not access.get("allowed"):
         raise SubscriptionNotFound()
     try:
         subscription = deps.subscriptions.retrieve(subscription_id)
     except errors.NotFound:
         raise SubscriptionNotFound() from None
-    if subscription.customer != customer_id:
+    billed_to = access.get("customer_id")
+    if billed_to is not None:
+        if subscription.customer != billed_to:
+            raise SubscriptionNotFound()
+    elif subscription.member_id is not None:
+        if subscription.member_id != member.id:
+            raise SubscriptionNotFound()
+    elif not access.get("member_customer") or subscription.customer != access["member_customer"]:
         raise SubscriptionNotFound()
     return subscription
 
@@ -482,12 +526,17 @@ def pause(
     member: Member,
     subscription_id: str,
     *,
-    behavior: PauseBehavior = "keep_as_draft",
+    behavior: PauseBehavior = MEMBER_PAUSE_BEHAVIOR,
     resumes_at: int | None = None,
     client_key: str | None = None,
 ) -> SubscriptionView:
-    """Pause payment collection, until ``resumes_at`` (unix seconds) or a ``resume``."""
+    """Pause the plan, until ``resumes_at`` (unix seconds, by the next renewal) or a ``resume``:
+    Stripe voids the invoices of the periods it covers, and the plan is not served meanwhile.
+    Only ``void`` is offered: with ``keep_as_draft`` or ``mark_uncollectible`` Stripe collects
+    nothing either while the subscription stays ``active``, which is the plan for free."""
     now = deps.clock()
+    if behavior != MEMBER_PAUSE_BEHAVIOR:
+        raise PauseBehaviorNotOffered()
     if resumes_at is not None and resumes_at <= now:
         raise ResumesAtInPast()
     subscription = owned_subscription(deps, member, subscription_id)
@@ -495,6 +544,11 @@ def pause(
         raise SubscriptionEnded()
     if subscription.is_paused:
         raise AlreadyPaused()
+    end = subscription.current_period_end
+    if resumes_at is not None and (end is None or resumes_at > end):
+        # Stripe would resume collection in the middle of a period whose invoice it voided,
+        # and serve the rest of that period unpaid until the next renewal.
+        raise ResumesAtAfterRenewal()
     key = action_idempotency_key(
         member.id,
         subscription.id,
@@ -524,7 +578,9 @@ def resume(
     *,
     client_key: str | None = None,
 ) -> SubscriptionView:
-    """Undo a pause and a scheduled cancellation."""
+    """Undo a pause and a scheduled cancellation. A pause that voided the invoice of the period
+    running now restarts the billing cycle today, invoiced in full: otherwise the rest of that
+    period would be served without being paid for."""
     subscription = owned_subscription(deps, member, subscription_id)
     if subscription.is_ended:
         raise SubscriptionEnded()
@@ -534,10 +590,12 @@ def resume(
     updated = subscription
     if subscription.status == "paused":
         updated = deps.subscriptions.resume_paused(subscription.id, key)
+    restart_period = updated.pause_behavior is not None and subscription.current_period_unpaid
     if updated.pause_behavior is not None or updated.cancel_at_period_end:
         updated = deps.subscriptions.clear_pause_and_cancellation(
             subscription.id,
             clear_cancel=updated.cancel_at_period_end,
+            restart_period=restart_period,
             idempotency_key=f"{key}-clear",
         )
     _log(
@@ -549,6 +607,7 @@ def resume(
         details={
             "was_paused": subscription.is_paused,
             "was_canceling": subscription.cancel_at_period_end,
+            "period_restarted": restart_period or None,
         },
     )
     return subscription_view(deps, updated)
@@ -597,6 +656,8 @@ def _changeable(
     """``(item id, new price id)`` of a change that makes sense, or why it does not."""
     if subscription.is_ended:
         raise SubscriptionEnded()
+    if subscription.is_paused:
+        raise SubscriptionPaused()
     if subscription.item_id is None:
         raise errors.Conflict("This subscription has no plan to change.", code="no_plan")
     price_id = deps.checkout.prices.price_id(product)

@@ -239,6 +239,46 @@ def test_pause_collection_is_set_and_cleared(client: stripe.StripeClient, helper
     assert cleared.pause_collection is None
 
 
+def test_resetting_the_billing_cycle_now_starts_a_period_invoiced_in_full(
+    client: stripe.StripeClient, helpers: Helpers
+) -> None:
+    # Given a subscription whose renewal was voided while collection was paused
+    sub = subscribed(client, helpers, 3000)
+    client.v1.subscriptions.update(sub.id, params={"pause_collection": {"behavior": "void"}})
+    helpers.post(f"/subscriptions/{sub.id}/advance")
+    voided = client.v1.subscriptions.retrieve(sub.id)
+    assert client.v1.invoices.retrieve(voided.latest_invoice).status == "void"
+    now = helpers.post("/clock")["now"]
+
+    # When collection resumes with the billing cycle reset to now, without prorations
+    resumed = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "pause_collection": "",
+            "billing_cycle_anchor": {"type": "now"},
+            "proration_behavior": "none",
+        },
+    )
+
+    # Then a new period starts now and its invoice is paid in full at once
+    item = resumed["items"].data[0]
+    assert now <= item.current_period_start <= now + 5
+    assert item.current_period_end > item.current_period_start
+    invoice = client.v1.invoices.retrieve(resumed.latest_invoice)
+    assert (invoice.status, invoice.amount_paid) == ("paid", 3000)
+
+
+def test_resetting_the_billing_cycle_with_prorations_is_refused_as_not_emulated(
+    client: stripe.StripeClient, helpers: Helpers
+) -> None:
+    sub = subscribed(client, helpers)
+
+    with pytest.raises(stripe.InvalidRequestError, match="proration_behavior=none"):
+        client.v1.subscriptions.update(sub.id, params={"billing_cycle_anchor": {"type": "now"}})
+
+    assert client.v1.subscriptions.retrieve(sub.id).latest_invoice == sub.latest_invoice
+
+
 def test_cancel_ends_the_subscription_and_hides_it_from_the_default_list(
     client: stripe.StripeClient, helpers: Helpers, receiver: WebhookReceiver
 ) -> None:

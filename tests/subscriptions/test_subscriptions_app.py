@@ -4,6 +4,7 @@ stand-in, the real Postgres and the webhook worker that keeps the subscriptions 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -417,26 +418,25 @@ def test_cancel_now_ends_the_subscription_and_nothing_else_applies_to_it(
         assert answer.body["error"]["code"] == "subscription_canceled"
 
 
-def test_pause_then_resume_collection(stack: Stack, db: str, member: str) -> None:
+def test_pause_then_resume(stack: Stack, db: str, member: str) -> None:
     # Given an active subscription
     sub = subscribe(stack, member)
-    resumes_at = int(time.time()) + 40 * 86400
+    resumes_at = stripe_subscription(stack, sub.subscription)["items"]["data"][0][
+        "current_period_end"
+    ]
 
-    # When the member pauses it until a date, marking invoices uncollectible
+    # When the member pauses it until its renewal
     paused = act(
-        stack,
-        member,
-        sub.subscription,
-        "pause",
-        {"behavior": "mark_uncollectible", "resumes_at": resumes_at},
+        stack, member, sub.subscription, "pause", {"behavior": "void", "resumes_at": resumes_at}
     )
 
-    # Then Stripe stops collecting, a second pause is refused, and the worker records it
+    # Then Stripe voids what it would bill meanwhile, a second pause is refused, and the
+    # worker records it
     assert paused.status == 200
     assert paused.body["paused"] is True
-    assert paused.body["pause_behavior"] == "mark_uncollectible"
+    assert paused.body["pause_behavior"] == "void"
     assert stripe_subscription(stack, sub.subscription)["pause_collection"] == {
-        "behavior": "mark_uncollectible",
+        "behavior": "void",
         "resumes_at": resumes_at,
     }
     twice = act(stack, member, sub.subscription, "pause", {})
@@ -457,16 +457,164 @@ def test_pause_then_resume_collection(stack: Stack, db: str, member: str) -> Non
     assert not_paused.body["error"]["code"] == "not_paused"
 
 
-def test_pause_defaults_to_keeping_invoices_as_drafts(stack: Stack, db: str, member: str) -> None:
+def test_a_pause_without_a_behavior_voids_what_it_would_bill(
+    stack: Stack, db: str, member: str
+) -> None:
     sub = subscribe(stack, member)
 
     paused = act(stack, member, sub.subscription, "pause")
 
     assert paused.status == 200
     assert stripe_subscription(stack, sub.subscription)["pause_collection"] == {
-        "behavior": "keep_as_draft",
+        "behavior": "void",
         "resumes_at": None,
     }
+
+
+@pytest.mark.parametrize("behavior", ["keep_as_draft", "mark_uncollectible"])
+def test_a_pause_that_would_serve_the_plan_for_free_is_a_422_and_stripe_is_not_called(
+    stack: Stack, db: str, member: str, behavior: str
+) -> None:
+    # Given an active subscription
+    sub = subscribe(stack, member)
+
+    # When the member asks for a pause that bills nothing while the plan stays on
+    answer = act(stack, member, sub.subscription, "pause", {"behavior": behavior})
+
+    # Then it is refused with what is offered, and nothing changes at Stripe
+    assert answer.status == 422
+    assert answer.body["error"]["code"] == "pause_behavior_not_offered"
+    assert '"void"' in answer.body["error"]["message"]
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+    assert stripe_subscription(stack, sub.subscription)["pause_collection"] is None
+
+
+def test_a_resume_date_after_the_renewal_is_a_422_and_stripe_is_not_called(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given an active subscription
+    sub = subscribe(stack, member)
+    renewal = stripe_subscription(stack, sub.subscription)["items"]["data"][0]["current_period_end"]
+
+    # When the member pauses until a day after its renewal (Stripe would void the renewal,
+    # then resume collecting mid-period: the rest of that period served unpaid)
+    answer = act(stack, member, sub.subscription, "pause", {"resumes_at": renewal + 86400})
+
+    # Then it is refused with the way to pause longer, and nothing changes at Stripe
+    assert answer.status == 422
+    assert answer.body["error"]["code"] == "resumes_at_after_renewal"
+    assert "leave resumes_at out" in answer.body["error"]["message"]
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == 0
+
+
+def test_a_pause_behavior_stripe_does_not_know_is_a_400(stack: Stack, db: str, member: str) -> None:
+    sub = subscribe(stack, member)
+
+    answer = act(stack, member, sub.subscription, "pause", {"behavior": "free"})
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "invalid_request"
+
+
+def test_a_plan_is_not_changed_while_it_is_paused(stack: Stack, db: str, member: str) -> None:
+    # Given a growth subscriber with a quote for scale, who then pauses
+    sub = subscribe(stack, member, "growth_monthly")
+    quote = act(
+        stack, member, sub.subscription, "preview-change", {"product": "scale_monthly"}
+    ).body["quote"]
+    assert act(stack, member, sub.subscription, "pause", {}).status == 200
+    previews = stack.stripe_calls("POST /v1/invoices/create_preview")
+    updates = stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}")
+
+    # When they preview, change with the quote, or change without one
+    scale = {"product": "scale_monthly"}
+    answers = [
+        act(stack, member, sub.subscription, "preview-change", scale),
+        act(stack, member, sub.subscription, "change", {**scale, "quote": quote}),
+        act(stack, member, sub.subscription, "change", scale),
+    ]
+
+    # Then each is a 409 asking to resume first (Stripe would never collect the change's
+    # invoice), and Stripe is not asked anything
+    for answer in answers:
+        assert answer.status == 409
+        assert answer.body["error"]["code"] == "subscription_paused"
+        assert "resume" in answer.body["error"]["message"].lower()
+    assert stack.stripe_calls("POST /v1/invoices/create_preview") == previews
+    assert stack.stripe_calls(f"POST /v1/subscriptions/{sub.subscription}") == updates
+    assert _price(stripe_subscription(stack, sub.subscription))["lookup_key"].startswith("growth")
+
+
+def test_a_plan_stripe_paused_is_not_changed_either(stack: Stack, db: str, member: str) -> None:
+    sub = subscribe(stack, member, "growth_monthly")
+    stack.emulator_call("POST", f"/_emulator/subscriptions/{sub.subscription}/pause", json={})
+
+    answer = act(stack, member, sub.subscription, "change", {"product": "scale_monthly"})
+
+    assert answer.status == 409
+    assert answer.body["error"]["code"] == "subscription_paused"
+
+
+@pytest.fixture
+def emulator_clock(stack: Stack) -> Iterator[None]:
+    """Put the emulator's clock back after a test moved it (the emulator lives for the whole
+    session, and other tests compare its periods with the wall clock)."""
+    offset = stack.emulator_call("GET", "/_emulator/clock")["clock_offset"]
+    yield
+    moved = stack.emulator_call("GET", "/_emulator/clock")["clock_offset"] - offset
+    stack.emulator_call("POST", "/_emulator/clock", json={"advance_seconds": -moved})
+
+
+@pytest.mark.usefixtures("emulator_clock")
+def test_resuming_after_a_voided_renewal_bills_a_new_period_from_today(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a paused subscription whose renewal came during the pause (Stripe voided it)
+    sub = subscribe(stack, member, "growth_monthly")
+    assert act(stack, member, sub.subscription, "pause", {}).status == 200
+    stack.emulator_call("POST", f"/_emulator/subscriptions/{sub.subscription}/advance", json={})
+    renewal = stripe_get(
+        stack, f"/v1/invoices/{stripe_subscription(stack, sub.subscription)['latest_invoice']}"
+    )
+    assert renewal["status"] == "void"
+    now = stack.emulator_call("GET", "/_emulator/clock")["now"]
+
+    # When the member resumes
+    resumed = act(stack, member, sub.subscription, "resume", {})
+
+    # Then a new period starts today and is paid in full at once: the period the pause left
+    # unpaid is not served for free
+    assert resumed.status == 200, resumed.body
+    current = stripe_subscription(stack, sub.subscription)
+    assert current["pause_collection"] is None
+    item = current["items"]["data"][0]
+    assert now <= item["current_period_start"] <= now + 60
+    invoice = stripe_get(stack, f"/v1/invoices/{current['latest_invoice']}")
+    assert (invoice["status"], invoice["amount_paid"]) == ("paid", 2900)
+    ((_, _, _, metadata),) = [
+        log for log in action_logs(db, sub.subscription) if log[0].endswith("resume_requested")
+    ]
+    assert metadata["period_restarted"] is True
+
+
+def test_resuming_inside_the_paid_period_bills_nothing_more(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a subscription paused and resumed before its renewal
+    sub = subscribe(stack, member, "growth_monthly")
+    before = stripe_subscription(stack, sub.subscription)
+    assert act(stack, member, sub.subscription, "pause", {}).status == 200
+
+    resumed = act(stack, member, sub.subscription, "resume", {})
+
+    # Then its period and its invoices are what they were
+    assert resumed.status == 200
+    after = stripe_subscription(stack, sub.subscription)
+    assert after["latest_invoice"] == before["latest_invoice"]
+    assert (
+        after["items"]["data"][0]["current_period_end"]
+        == (before["items"]["data"][0]["current_period_end"])
+    )
 
 
 def test_a_subscription_stripe_paused_is_resumed_to_active(

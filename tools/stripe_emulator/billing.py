@@ -548,7 +548,8 @@ def _customer_of(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
 
 def update_subscription(store: Store, sub_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """``POST /v1/subscriptions/{id}``: items (with prorations), cancel_at_period_end,
-    cancel_at, pause_collection, metadata, description, default_payment_method."""
+    cancel_at, pause_collection, billing_cycle_anchor (``{"type": "now"}``: ``_restart_period``),
+    metadata, description, default_payment_method."""
     sub = store.get(sub_id, "subscription")
     if sub["status"] in ENDED and set(params) - {"metadata", "cancellation_details", "expand"}:
         raise StripeError(
@@ -556,6 +557,14 @@ def update_subscription(store: Store, sub_id: str, params: dict[str, Any]) -> di
         )
     before = store.snapshot(sub)
     behavior = params.get("proration_behavior", "create_prorations")
+    anchor = params.get("billing_cycle_anchor") or {}
+    # The API sends {"type": ...} (since 2025); the helper also takes a plain word.
+    restart = (anchor.get("type") if isinstance(anchor, dict) else anchor) == "now"
+    if restart and behavior != "none":
+        raise StripeError(
+            "The emulator resets a billing cycle only with proration_behavior=none.",
+            param="proration_behavior",
+        )
     proration_date = params.get("proration_date", store.now())
     if "proration_date" in params:
         _check_proration_date(sub, proration_date, "proration_date")
@@ -578,6 +587,8 @@ def update_subscription(store: Store, sub_id: str, params: dict[str, Any]) -> di
             if pause == ""
             else {"behavior": pause["behavior"], "resumes_at": pause.get("resumes_at")}
         )
+    if restart:
+        _restart_period(store, sub)
     if "metadata" in params:
         sub["metadata"] = deep_merge_metadata(sub["metadata"], params["metadata"])
     for field in ("description", "default_payment_method", "collection_method", "days_until_due"):
@@ -776,6 +787,24 @@ def list_subscription_items(store: Store, params: dict[str, Any]) -> dict[str, A
     return page
 
 
+def _restart_period(
+    store: Store, sub: dict[str, Any], billing_reason: str = "subscription_update"
+) -> None:
+    """A new period starts now and is invoiced in full at once, with the pending items
+    (``billing_cycle_anchor=now``). Stripe's credit for the unused part of the old period is
+    not emulated: updates reach here only with ``proration_behavior=none``."""
+    _apply(store, sub, [], reset_at=store.now())
+    customer = _customer_of(store, sub)
+    start, end = _period(sub)
+    lines = _pending_item_lines(store, sub) + [
+        _full_line(store, sub, item, start, end) for item in _items(sub)
+    ]
+    invoice = _new_invoice(store, customer, sub, billing_reason, lines)
+    _claim_pending_items(store, invoice)
+    sub["latest_invoice"] = invoice["id"]
+    _collect(store, invoice, customer, "success", "Subscription update")
+
+
 def pause(store: Store, sub_id: str) -> dict[str, Any]:
     """Pause a subscription (status ``paused``): ``customer.subscription.paused``."""
     sub = store.get(sub_id, "subscription")
@@ -804,16 +833,7 @@ def resume(store: Store, sub_id: str, params: dict[str, Any]) -> dict[str, Any]:
     if isinstance(anchor, dict):  # the API sends {"type": ...}; the helper takes a plain word
         anchor = anchor.get("type", "now")
     if anchor == "now":
-        _apply(store, sub, [], reset_at=store.now())
-        customer = _customer_of(store, sub)
-        start, end = _period(sub)
-        lines = _pending_item_lines(store, sub) + [
-            _full_line(store, sub, item, start, end) for item in _items(sub)
-        ]
-        invoice = _new_invoice(store, customer, sub, "subscription_cycle", lines)
-        _claim_pending_items(store, invoice)
-        sub["latest_invoice"] = invoice["id"]
-        _collect(store, invoice, customer, "success", "Subscription update")
+        _restart_period(store, sub, billing_reason="subscription_cycle")
     emit(store, "customer.subscription.resumed", sub)
     emit(store, "customer.subscription.updated", sub, changes(before, sub))
     return sub

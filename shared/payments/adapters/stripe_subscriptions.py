@@ -30,9 +30,13 @@ class StripeSubscriptions:
         self._v1 = service.client.v1
 
     def retrieve(self, subscription_id: str) -> StripeSubscription:
+        # The latest invoice tells whether the period running now was billed (a resume after
+        # a pause that voided its invoice must bill it).
         found = self._service.call(
             "subscriptions.retrieve",
-            lambda: self._v1.subscriptions.retrieve(subscription_id),
+            lambda: self._v1.subscriptions.retrieve(
+                subscription_id, params={"expand": ["latest_invoice"]}
+            ),
         )
         return _subscription(found)
 
@@ -118,11 +122,20 @@ class StripeSubscriptions:
         return self._update(subscription_id, {"pause_collection": pause}, idempotency_key)
 
     def clear_pause_and_cancellation(
-        self, subscription_id: str, *, clear_cancel: bool, idempotency_key: str
+        self,
+        subscription_id: str,
+        *,
+        clear_cancel: bool,
+        restart_period: bool,
+        idempotency_key: str,
     ) -> StripeSubscription:
         params: stripe.params.SubscriptionUpdateParams = {"pause_collection": ""}
         if clear_cancel:
             params["cancel_at_period_end"] = False
+        if restart_period:
+            # A new period from now, invoiced in full at once; no credit for the unpaid one.
+            params["billing_cycle_anchor"] = {"type": "now"}
+            params["proration_behavior"] = "none"
         return self._update(subscription_id, params, idempotency_key)
 
     def resume_paused(self, subscription_id: str, idempotency_key: str) -> StripeSubscription:
@@ -168,6 +181,9 @@ def _subscription(sub: stripe.Subscription) -> StripeSubscription:
     price = item.price if item is not None else None
     pause = sub.pause_collection
     customer = sub.customer if isinstance(sub.customer, str) else sub.customer.id
+    latest = sub.latest_invoice
+    metadata = sub.metadata.to_dict() if sub.metadata is not None else {}
+    member = metadata.get("member_id")
     return StripeSubscription(
         id=sub.id,
         customer=customer,
@@ -181,6 +197,8 @@ def _subscription(sub: stripe.Subscription) -> StripeSubscription:
         cancel_at_period_end=bool(sub.cancel_at_period_end),
         pause_behavior=pause.behavior if pause is not None else None,
         resumes_at=pause.resumes_at if pause is not None else None,
+        member_id=member or None,
+        latest_invoice_status=None if latest is None or isinstance(latest, str) else latest.status,
     )
 
 
