@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from payments import billing_portal, subscriptions
 from payments.adapters.store import get_store
@@ -25,6 +25,7 @@ from payments.http import handle_http, json_response, make_resolver, ok_response
 from payments.models import CheckoutSession
 from payments.observability import logger
 from payments.runtime import bootstrap
+from payments.schema import Model
 from payments.settings import Settings, get_settings
 from payments.subscription_models import (
     MEMBER_PAUSE_BEHAVIOR,
@@ -52,19 +53,19 @@ SubscriptionId = Annotated[str, Path(pattern=SUBSCRIPTION_ID, description="A Str
 PlanId = Annotated[str, Field(min_length=1, max_length=64, description="A subscription plan id")]
 
 
-class SubscribeRequest(BaseModel):
+class SubscribeRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     product: PlanId
 
 
-class PreviewChangeRequest(BaseModel):
+class PreviewChangeRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     product: PlanId
 
 
-class ChangeRequest(BaseModel):
+class ChangeRequest(Model):
     # The proration date and behaviour are the service's to decide: a body that names them
     # is refused (400) rather than silently ignored.
     model_config = ConfigDict(extra="forbid")
@@ -81,13 +82,13 @@ class ChangeRequest(BaseModel):
     ] = None
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     at_period_end: bool = True
 
 
-class PauseRequest(BaseModel):
+class PauseRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     # Stripe's three names are accepted so that the two the policy refuses get a 422 saying
@@ -109,15 +110,15 @@ class PauseRequest(BaseModel):
     ] = None
 
 
-class ResumeRequest(BaseModel):
+class ResumeRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
 
-class BillingPortalRequest(BaseModel):
+class BillingPortalRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
 
-class CheckoutSessionOut(BaseModel):
+class CheckoutSessionOut(Model):
     id: str
     url: str
 

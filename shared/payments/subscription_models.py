@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from payments.schema import Model
 
 ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 PauseBehavior = Literal["keep_as_draft", "mark_uncollectible", "void"]
@@ -83,7 +85,7 @@ class InvoicePreview:
 # --- response bodies ------------------------------------------------------------------------
 
 
-class SubscriptionView(BaseModel):
+class SubscriptionView(Model):
     """A subscription as the member sees it."""
 
     id: str
@@ -101,13 +103,13 @@ class ChangeResult(SubscriptionView):
     proration_date: int
 
 
-class PreviewLineOut(BaseModel):
+class PreviewLineOut(Model):
     description: str
     amount: int
     proration: bool
 
 
-class ChangePreview(BaseModel):
+class ChangePreview(Model):
     """What a plan change costs, as Stripe computes it for ``proration_date``."""
 
     subscription: str
@@ -125,5 +127,5 @@ class ChangePreview(BaseModel):
     quote_expires_at: datetime = Field(description="After this, preview again")
 
 
-class MemberSubscriptions(BaseModel):
+class MemberSubscriptions(Model):
     subscriptions: list[SubscriptionView]
