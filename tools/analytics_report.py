@@ -174,8 +174,21 @@ def chart(report: AnalyticsReport) -> bytes:
     return out.getvalue()
 
 
+# Printed instead of the chart when matplotlib is absent (``make dev`` does not install it).
+NO_CHART = "chart skipped: matplotlib comes with the test toolchain (make venv)"
+
+
+def can_chart() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def write_report(report: AnalyticsReport, out: Path) -> list[Path]:
-    """Write the CSV files and the chart into ``out``; return their paths."""
+    """Write the CSV files and, when matplotlib is installed, the chart into ``out``; return
+    their paths."""
     out.mkdir(parents=True, exist_ok=True)
     stem = f"analytics_{report.date_from.isoformat()}_{report.date_to.isoformat()}"
     written = []
@@ -183,6 +196,8 @@ def write_report(report: AnalyticsReport, out: Path) -> list[Path]:
         path = out / f"{stem}_{name}.csv"
         write_csv(path, rows)
         written.append(path)
+    if not can_chart():
+        return written
     png = out / f"{stem}_net_by_month.png"
     png.write_bytes(chart(report))
     written.append(png)
@@ -219,6 +234,8 @@ def main(argv: Sequence[str] | None = None, store: Store | None = None) -> int:
     print(format_table(rows["by_product"]))
     for path in write_report(report, args.out):
         print(f"wrote {path}")
+    if not can_chart():
+        print(NO_CHART)
     return 0
 
 

@@ -113,3 +113,21 @@ def test_a_range_without_payments_says_so() -> None:
     figure = chart_figure(_report([]))
     assert [t.get_text() for t in figure.axes[0].texts] == ["No payments in this range"]
     assert figure.legends == []
+
+
+def test_without_matplotlib_the_csv_files_are_written_and_the_chart_is_skipped(
+    report: AnalyticsReport, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a virtualenv without matplotlib (make dev installs only what running needs)
+    import sys
+
+    from tools import analytics_report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+
+    # When the report is written
+    written = analytics_report.write_report(report, tmp_path)
+
+    # Then the CSV files are there and no chart was attempted
+    assert {path.suffix for path in written} == {".csv"}
+    assert not analytics_report.can_chart()
