@@ -160,6 +160,10 @@ def start(
     numbers = ports.check_free(planned_ports(), host)
     for name, value in LOCAL_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    if not devlog.json_logs():
+        # A metric is a CloudWatch document (EMF) of a few hundred characters: noise in the
+        # compact log, kept with LOG_FORMAT=json.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     # A fixed secret would let another copy of the project's webhooks through.
     os.environ.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_" + secrets.token_hex(24))
     if state_dir is not None:
