@@ -18,9 +18,10 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from payments import errors
-from payments.reconcile import ReconcilePolicy, run_reconcile
+from payments.reconcile import LEASE_MARGIN_SECONDS, ReconcilePolicy, run_reconcile
 from payments.settings import get_settings
 
 INSTANT = ReconcilePolicy(min_dispatch_age_seconds=0, min_event_age_seconds=0, refund_age_seconds=0)
@@ -43,10 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reconcile: {exc.message}", file=sys.stderr)
         return 2
     deadline = time.monotonic() + args.budget
+    # Past the budget by at most the calls in flight when it ran out.
+    lease = int(args.budget) + 2 * LEASE_MARGIN_SECONDS
     try:
         report = run_reconcile(
             ports,
-            policy=INSTANT if args.now else ReconcilePolicy(),
+            policy=replace(INSTANT if args.now else ReconcilePolicy(), lease_seconds=lease),
             has_time=lambda: time.monotonic() < deadline,
             dry_run=args.dry_run,
         )

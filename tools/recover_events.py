@@ -8,6 +8,12 @@ Stripe keeps retrying a failed delivery for three days, then gives up; ``events.
 the webhook function would (raw event JSON, ``stripe_event_id``/``stripe_event_type``
 attributes). The events come from Stripe's API with our secret key, so no signature is needed.
 Re-running is safe: the worker applies an event id once and ignores repeats.
+
+Stripe lists an event at the API version the account had when the event was created, not at
+the version the service is pinned to (the SDK's, which the webhook endpoint also uses). An
+event of another version is queued with its id, type and time, and its object re-read from
+Stripe at the pinned version (what the reconciler does too); one whose object cannot be read
+is left out and named.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import stripe
@@ -38,14 +44,54 @@ def failed_events(client: stripe.StripeClient, days: int) -> Iterator[dict[str, 
         yield raw
 
 
+# The objects the worker's events carry, by their ``object``: how to read each one now.
+_READERS: dict[str, Callable[[stripe.StripeClient, str], Any]] = {
+    "checkout.session": lambda c, i: c.v1.checkout.sessions.retrieve(i),
+    "payment_intent": lambda c, i: c.v1.payment_intents.retrieve(i),
+    "charge": lambda c, i: c.v1.charges.retrieve(i),
+    "refund": lambda c, i: c.v1.refunds.retrieve(i),
+    "dispute": lambda c, i: c.v1.disputes.retrieve(i),
+    "subscription": lambda c, i: c.v1.subscriptions.retrieve(i),
+    "invoice": lambda c, i: c.v1.invoices.retrieve(i),
+}
+
+
+def at_pinned_version(client: stripe.StripeClient, event: dict[str, Any]) -> dict[str, Any] | None:
+    """The event as the webhook endpoint would carry it: itself when it is at the pinned API
+    version, else with its object read now at that version; None if it cannot be read."""
+    version = event.get("api_version")
+    if version is None or version == stripe.api_version:
+        return event
+    obj = (event.get("data") or {}).get("object") or {}
+    reader = _READERS.get(str(obj.get("object")))
+    if reader is None or not obj.get("id"):
+        return None
+    try:
+        current: dict[str, Any] = json.loads(str(reader(client, str(obj["id"]))))
+    except stripe.InvalidRequestError:
+        return None
+    return {**event, "api_version": stripe.api_version, "data": {"object": current}}
+
+
 def recover(
     client: stripe.StripeClient, queue: EventQueue | None, *, days: int = 30, dry_run: bool = False
 ) -> int:
     """Queue (or, dry, list) every undelivered event; return how many."""
     count = 0
-    for event in failed_events(client, days):
+    for listed in failed_events(client, days):
+        label = f"{listed['id']} ({listed['type']})"
+        event = at_pinned_version(client, listed)
+        if event is None:
+            print(
+                f"left out {label}: listed at API version {listed.get('api_version')}, and its"
+                f" object cannot be read at {stripe.api_version}",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
         count += 1
-        label = f"{event['id']} ({event['type']})"
+        if event is not listed:
+            label += f", its object re-read at API version {stripe.api_version}"
         if dry_run or queue is None:
             print(f"would queue {label}")
             continue

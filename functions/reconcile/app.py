@@ -2,7 +2,9 @@
 cannot and alerts on what it could not (``payments.reconcile``).
 
 ``{"dry_run": true}`` only says what it would do. The run stops starting work when less than
-``TIME_MARGIN_MS`` is left; what it did is kept and the next run continues.
+``TIME_MARGIN_MS`` is left; what it did is kept and the next run continues. Its lease in the
+database is the time this invocation has and ``LEASE_MARGIN_SECONDS``: never the schedule, so
+the next scheduled run finds it free even after this one was killed at its timeout.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from payments.adapters.make import get_make_webhook
 from payments.adapters.store import get_store
 from payments.deadline import start_invocation
 from payments.observability import alert, logger, metrics
-from payments.reconcile import ReconcilePolicy, ReconcilePorts, ReconcileReport, run_reconcile
+from payments.reconcile import (
+    LEASE_MARGIN_SECONDS,
+    ReconcilePolicy,
+    ReconcilePorts,
+    ReconcileReport,
+    run_reconcile,
+)
 from payments.runtime import bootstrap
 from payments.settings import Settings
 from payments.webhook_processing import WorkerPorts, key_livemode
@@ -50,12 +58,18 @@ def _ports(settings: Settings) -> ReconcilePorts:
 
 def emit(report: ReconcileReport) -> None:
     """The run's figures as metrics, and an alert when something needs a person."""
+    if report.status == "skipped":
+        # Another run held the lease: said, so that runs piling up on each other show.
+        metrics.add_metric(name="ReconcileSkipped", unit=MetricUnit.Count, value=1)
+        return
     for name, value in (
         ("ReconcileEventsHealed", report.events_healed),
+        ("ReconcileEventsRefused", report.events_refused),
         ("ReconcileDispatchesDrained", report.dispatches_drained),
         ("ReconcileDriftCorrected", report.drift_corrected),
         ("ReconcileItemsStuck", report.stuck),
         ("ReconcilePartial", int(report.status == "partial")),
+        ("ReconcileSkipped", 0),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if report.oldest_pending_dispatch_seconds is not None:
@@ -69,7 +83,7 @@ def emit(report: ReconcileReport) -> None:
             "the reconciler could not heal everything: see the runbook",
             stuck=report.stuck,
             oldest_pending_dispatch_seconds=report.oldest_pending_dispatch_seconds,
-            events_refused=report.events_refused,
+            events_failed=report.events_failed,
             notes=report.notes,
         )
 
@@ -85,10 +99,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         policy=ReconcilePolicy(
             min_dispatch_age_seconds=settings.reconcile_min_age_seconds,
             min_event_age_seconds=settings.reconcile_min_age_seconds,
+            lease_seconds=context.get_remaining_time_in_millis() // 1000 + LEASE_MARGIN_SECONDS,
         ),
         has_time=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
         dry_run=dry_run,
     )
-    if not dry_run and report.status != "skipped":
+    if not dry_run:
         emit(report)
     return {**report.figures(), "notes": report.notes}

@@ -377,13 +377,23 @@ class StripeService:
         page = self.call("events.list", lambda: self.client.v1.events.list(params=params))
         return [_as_json(event) for event in page.data], bool(page.has_more)
 
+    @property
+    def api_version(self) -> str:
+        """The API version every call and the webhook endpoint are pinned to (the SDK's)."""
+        return str(stripe.api_version)
+
     def retrieve_object(self, kind: str, object_id: str) -> dict[str, Any]:
-        """A checkout session, subscription or refund as Stripe holds it now (event JSON)."""
+        """An object an event may carry, as Stripe holds it now at the pinned API version (event
+        JSON). ``kind`` is the object's ``object`` field with ``_`` for ``.``."""
         v1 = self.client.v1
         readers: dict[str, Callable[[], Any]] = {
             "checkout_session": lambda: v1.checkout.sessions.retrieve(object_id),
             "subscription": lambda: v1.subscriptions.retrieve(object_id),
             "refund": lambda: v1.refunds.retrieve(object_id),
+            "payment_intent": lambda: v1.payment_intents.retrieve(object_id),
+            "charge": lambda: v1.charges.retrieve(object_id),
+            "dispute": lambda: v1.disputes.retrieve(object_id),
+            "invoice": lambda: v1.invoices.retrieve(object_id),
         }
         return _as_json(self.call(f"{kind}.retrieve", readers[kind]))
 
