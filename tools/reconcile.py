@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 
 from payments import errors
+from payments.observability import logger
 from payments.reconcile import LEASE_MARGIN_SECONDS, ReconcilePolicy, run_reconcile
 from payments.settings import get_settings
 
@@ -61,5 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if report.stuck else 0
 
 
+def _log_to_stderr() -> None:
+    """The figures on stdout are this command's answer (``| jq``); the service's log lines go
+    to stderr."""
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
+
+
 if __name__ == "__main__":
+    _log_to_stderr()
     sys.exit(main())
