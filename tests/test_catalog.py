@@ -46,10 +46,20 @@ def test_public_view_hides_the_lookup_key_and_shows_display_prices() -> None:
 
 def test_unknown_product_lists_the_valid_ids_for_the_mode() -> None:
     with pytest.raises(UnknownProduct) as caught:
-        load_catalog().get("growth_monthly", mode="payment")
+        load_catalog().get("no_such_track", mode="payment")
     assert caught.value.code == "unknown_product"
     assert "business_plan_builder" in caught.value.message
     assert "growth_monthly" not in caught.value.message
+
+
+def test_a_plan_sent_to_the_one_time_checkout_names_the_route_that_sells_it() -> None:
+    with pytest.raises(UnknownProduct) as caught:
+        load_catalog().get("growth_monthly", mode="payment")
+    assert caught.value.code == "unknown_product"
+    assert caught.value.message.startswith("growth_monthly is sold by POST /v1/subscriptions.")
+    with pytest.raises(UnknownProduct) as caught:
+        load_catalog().get("business_plan_builder", mode="subscription")
+    assert "POST /v1/checkout/sessions" in caught.value.message
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,15 @@ class Catalog(Model):
             if product.id == product_id and (mode is None or product.mode == mode):
                 return product
         valid = ", ".join(p.id for p in self.products if mode is None or p.mode == mode)
+        other = next((p for p in self.products if p.id == product_id), None)
+        if other is not None:
+            # The right product at the wrong route: say which route sells it.
+            route = (
+                "POST /v1/subscriptions"
+                if other.mode == "subscription"
+                else "POST /v1/checkout/sessions"
+            )
+            raise UnknownProduct(f"{product_id} is sold by {route}. Valid products here: {valid}.")
         raise UnknownProduct(f"Unknown product. Valid products: {valid}.")
 
     def by_lookup_key(self, lookup_key: str) -> Product | None:
