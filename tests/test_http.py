@@ -73,6 +73,16 @@ def test_a_body_that_is_not_json_is_a_400(env: pytest.MonkeyPatch) -> None:
     assert json.loads(response["body"])["error"]["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize("body", [b"[]", b'"product"', b"42"])
+def test_a_body_that_is_not_an_object_says_so(env: pytest.MonkeyPatch, body: bytes) -> None:
+    response = _post(body)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"] == {
+        "code": "invalid_request",
+        "message": "The request body must be a JSON object.",
+    }
+
+
 def test_a_missing_field_is_named_without_echoing_values(env: pytest.MonkeyPatch) -> None:
     response = _post(b'{"produkt": "sk_test_leaky"}')
     body = json.loads(response["body"])

@@ -90,6 +90,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
         where = ".".join(location) or "body"
         if err.get("type") == "json_invalid":
             return "The request body is not valid JSON."
+        if where == "body" and err.get("type") in ("model_attributes_type", "dict_type"):
+            return "The request body must be a JSON object."
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
     return "Invalid request: " + "; ".join(problems[:5])
 
