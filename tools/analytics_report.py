@@ -217,7 +217,11 @@ def _store() -> Store:
 
 
 def main(argv: Sequence[str] | None = None, store: Store | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.analytics_report", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.analytics_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--from", dest="date_from", required=True, type=date.fromisoformat)
     parser.add_argument("--to", dest="date_to", required=True, type=date.fromisoformat)
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder (reports/)")

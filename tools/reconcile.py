@@ -30,7 +30,11 @@ INSTANT = ReconcilePolicy(min_dispatch_age_seconds=0, min_event_age_seconds=0, r
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.reconcile", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.reconcile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dry-run", action="store_true", help="say what would be done")
     parser.add_argument("--now", action="store_true", help="no minimum ages (local use)")
     parser.add_argument("--budget", type=float, default=240.0, help="seconds (default 240)")

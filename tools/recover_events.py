@@ -103,7 +103,11 @@ def recover(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.recover_events", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.recover_events",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dry-run", action="store_true", help="list, queue nothing")
     parser.add_argument("--days", type=int, default=30, help="how far back (default 30)")
     args = parser.parse_args(argv)

@@ -116,7 +116,11 @@ def redrive(client: Any, queue_url: str, dlq_url: str, *, dry_run: bool = False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.redrive_dlq", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.redrive_dlq",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dry-run", action="store_true", help="list, move nothing")
     parser.add_argument("--queue-url", default=os.environ.get("WEBHOOK_QUEUE_URL"))
     parser.add_argument("--dlq-url", help="default: the queue's redrive policy target")

@@ -184,12 +184,18 @@ def run_smoke(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.smoke",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--api-url", required=True, help="the stack's ApiUrl output")
     parser.add_argument("--origin", help="your site's origin (default: first of ALLOWED_ORIGINS)")
     parser.add_argument("--member-token", help="a test member's Memberstack token (test mode)")
-    parser.add_argument("--product", default="business_plan_builder")
+    parser.add_argument(
+        "--product",
+        default="business_plan_builder",
+        help="the one-time product whose checkout the member token opens (not paid)",
+    )
     args = parser.parse_args(argv)
     origins = [o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()]
     with httpx.Client(timeout=15) as http:
