@@ -18,7 +18,7 @@ from tests.fakes.lambda_context import FakeLambdaContext
 from tools.devserver.events import http_event
 from tools.local.make_receiver import MakeReceiverServer, start_make_receiver
 from tools.local.memberstack import MemberstackServer, start_memberstack
-from tools.seed_stripe import seed_catalog
+from tools.seed_stripe import seed_account
 from tools.stripe_emulator import start_emulator
 from tools.stripe_emulator.server import EmulatorHandle
 
@@ -39,7 +39,7 @@ def emulator() -> Iterator[EmulatorHandle]:
     handle = start_emulator(
         port=0, api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET, auto_deliver=False
     )
-    seed_catalog(STRIPE_KEY, handle.base_url, quiet=True)
+    seed_account(STRIPE_KEY, handle.base_url, quiet=True)
     yield handle
     handle.stop()
 

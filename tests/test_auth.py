@@ -279,3 +279,68 @@ def test_the_keys_are_memberstacks_for_its_api_and_a_stand_ins_otherwise() -> No
     assert jwks_url_for("https://admin.memberstack.com", "https://keys.example/") == (
         "https://keys.example/"
     )
+
+
+# --- keys substituted on the way: the local check is not the last word --------------------
+
+
+@pytest.fixture
+def impostor() -> Iterator[MemberstackServer]:
+    """Someone on the network path serving their own key set in place of Memberstack's."""
+    server = start_memberstack(
+        0, secret_key="sk_sb_other", app_id=APP_ID, key=generate_signing_key()
+    )
+    yield server
+    server.stop()
+
+
+def test_a_token_signed_with_substituted_keys_is_refused_where_memberstack_confirms(
+    memberstack: MemberstackServer, impostor: MemberstackServer
+) -> None:
+    # Given a verifier whose key fetch was answered by the impostor's key set (plain HTTP)
+    verifier = MemberstackVerifier(
+        memberstack.url, SECRET, APP_ID, jwks_url=f"{impostor.url}/.well-known/jwks.json"
+    )
+    forged = {"Authorization": f"Bearer {impostor.mint('mem_victim')}"}
+
+    # When the forged token for someone else's account is used
+    read_only = authenticate(forged, verifier, ("mem_admin",))
+    with pytest.raises(errors.Unauthenticated) as destructive:
+        authenticate(forged, verifier, ("mem_admin",), confirm=True)
+
+    # Then the local check alone is fooled (why it does not guard destructive actions), and
+    # Memberstack's verify-token refuses it where it is asked
+    assert read_only == Member("mem_victim")
+    assert destructive.value.message == ms.REVOKED
+    assert verifier.calls == 1
+
+
+def test_a_confirmed_member_action_refuses_a_revoked_token_and_caches_a_good_one(
+    memberstack: MemberstackServer, verifier: MemberstackVerifier
+) -> None:
+    good, revoked = memberstack.mint("mem_alice"), memberstack.mint("mem_bob")
+    memberstack.revoke(revoked)
+
+    members = [
+        authenticate({"Authorization": f"Bearer {good}"}, verifier, (), confirm=True)
+        for _ in range(3)
+    ]
+    with pytest.raises(errors.Unauthenticated):
+        authenticate({"Authorization": f"Bearer {revoked}"}, verifier, (), confirm=True)
+
+    # One verify-token call for the good token (then cached), one for the revoked one
+    assert members == [Member("mem_alice")] * 3
+    assert verifier.calls == 2
+
+
+def test_a_bad_token_fails_the_local_check_before_memberstack_is_asked(
+    memberstack: MemberstackServer, verifier: MemberstackVerifier
+) -> None:
+    header, claims, _signature = memberstack.mint("mem_alice").split(".")
+    tampered = f"{header}.{claims}.{b64url('not a signature')}"
+
+    with pytest.raises(errors.Unauthenticated) as raised:
+        authenticate({"Authorization": f"Bearer {tampered}"}, verifier, (), confirm=True)
+
+    assert raised.value.message == ms.NOT_VERIFIED
+    assert verifier.calls == 0

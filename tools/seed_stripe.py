@@ -1,6 +1,7 @@
-"""Set up a Stripe account for the service, idempotently: catalog prices and the webhook endpoint.
+"""Set up a Stripe account for the service, idempotently: catalog prices, the Billing Portal's
+configuration and the webhook endpoint.
 
-    python -m tools.seed_stripe                       # prices, with STRIPE_SECRET_KEY
+    python -m tools.seed_stripe                       # prices and portal, with STRIPE_SECRET_KEY
     python -m tools.seed_stripe --webhook-url https://<api>/v1/webhooks/stripe
     python -m tools.seed_stripe --webhook-url … --dry-run   # show what would change
 
@@ -8,6 +9,12 @@ Each catalog product becomes a Stripe product with the same id, and a price carr
 product's ``lookup_key``. A price whose amount, currency or interval drifted is replaced: a new
 price takes over the lookup key (``transfer_lookup_key``) and the old one is deactivated, so
 checkout never sells at a price the website does not show.
+
+The account gets one portal configuration of the service's (marked by its metadata, which is how
+the subscriptions function finds it): card updates and invoice history, nothing else. Plan
+changes, quantities, cancellation and pausing stay off, so the portal can never bill a change
+the service did not price; customer details stay off, as members change them in Memberstack. A
+configuration of ours that drifted (edited through the API) or was deactivated is put back.
 
 With ``--webhook-url``, the account gets one enabled endpoint for that URL sending exactly the
 event types the worker handles (``payments.webhooks.handled_event_types``), on the API version
@@ -26,6 +33,11 @@ from typing import Any, cast
 
 import stripe
 
+from payments.billing_portal import (
+    CONFIGURATION_METADATA_KEY,
+    CONFIGURATION_METADATA_VALUE,
+    PortalConfiguration,
+)
 from payments.catalog import Product, load_catalog
 from payments.webhooks import handled_event_types
 
@@ -86,12 +98,107 @@ def seed_catalog(
         }
         if product.interval:
             params["recurring"] = {"interval": product.interval}
-        client.v1.prices.create(params=params)
+        # Re-runs are made idempotent by the lookup above; the keys make a retried request
+        # of this run create (or deactivate) once.
+        run = uuid.uuid4()
+        client.v1.prices.create(
+            params=params, options={"idempotency_key": f"seed-price-{product.lookup_key}-{run}"}
+        )
         if price is not None:
-            client.v1.prices.update(price.id, params={"active": False})
+            client.v1.prices.update(
+                price.id,
+                params={"active": False},
+                options={"idempotency_key": f"seed-price-deactivate-{price.id}-{run}"},
+            )
     if not quiet:
         print("\n".join(changes) if changes else "Stripe already matches the catalog.")
     return changes
+
+
+# The Billing Portal's configuration: what a member may do there (payments.billing_portal
+# decides what is allowed; this is how it is asked of Stripe).
+PORTAL_FEATURES: stripe.params.billing_portal.ConfigurationCreateParamsFeatures = {
+    "payment_method_update": {"enabled": True},
+    "invoice_history": {"enabled": True},
+    "customer_update": {"enabled": False},
+    "subscription_update": {"enabled": False},
+    "subscription_cancel": {"enabled": False},
+    "subscription_pause": {"enabled": False},
+}
+PORTAL_NAME = "Payments service: card and invoices"
+
+
+@dataclass(frozen=True)
+class PortalResult:
+    """What ``ensure_portal_configuration`` did: ``created``, ``updated`` or ``unchanged``."""
+
+    action: str
+    configuration_id: str | None
+
+
+def _our_configurations(client: stripe.StripeClient) -> list[stripe.billing_portal.Configuration]:
+    listed = client.v1.billing_portal.configurations.list(params={"limit": 100})
+    return [
+        config
+        for config in listed.auto_paging_iter()
+        if PortalConfiguration.from_stripe(config.to_dict(recursive=True)).is_ours
+    ]
+
+
+def ensure_portal_configuration(
+    api_key: str, api_base: str | None = None, *, dry_run: bool = False
+) -> PortalResult:
+    """One active portal configuration of the service's, allowing exactly ``PORTAL_FEATURES``."""
+    client = stripe_client(api_key, api_base)
+    found = _our_configurations(client)
+    metadata = {CONFIGURATION_METADATA_KEY: CONFIGURATION_METADATA_VALUE}
+    if not found:
+        if dry_run:
+            return PortalResult("created", None)
+        created = client.v1.billing_portal.configurations.create(
+            params={"features": PORTAL_FEATURES, "metadata": metadata, "name": PORTAL_NAME},
+            # Re-runs are made idempotent by the lookup above; this key makes a retried
+            # request of this run create one configuration, not two.
+            options={"idempotency_key": f"seed-portal-configuration-{uuid.uuid4()}"},
+        )
+        return PortalResult("created", created.id)
+    # Newest first, as Stripe lists: the one the subscriptions function would pick.
+    config = next((c for c in found if c.active), found[0])
+    current = PortalConfiguration.from_stripe(config.to_dict(recursive=True))
+    if current.usable and not current.missing_features:
+        return PortalResult("unchanged", config.id)
+    if not dry_run:
+        # The same features, under the update call's own parameter types.
+        repair: stripe.params.billing_portal.ConfigurationUpdateParams = {
+            "active": True,
+            "features": cast(Any, PORTAL_FEATURES),
+        }
+        client.v1.billing_portal.configurations.update(
+            config.id,
+            params=repair,
+            options={"idempotency_key": f"seed-portal-configuration-{config.id}-{uuid.uuid4()}"},
+        )
+    return PortalResult("updated", config.id)
+
+
+def _report_portal(result: PortalResult, *, dry_run: bool) -> None:
+    which = f" {result.configuration_id}" if result.configuration_id else ""
+    if result.action == "unchanged":
+        print(f"billing portal configuration{which} already allows card and invoices only")
+    elif dry_run:
+        verb = {"created": "create", "updated": "update"}[result.action]
+        print(f"billing portal configuration: would {verb}{which}")
+    else:
+        print(f"billing portal configuration{which} {result.action}: card and invoices only")
+
+
+def seed_account(api_key: str, api_base: str | None = None, *, quiet: bool = False) -> None:
+    """Everything the service needs of a Stripe account but the webhook endpoint (whose URL
+    only a deployment knows): the catalog prices and the portal configuration."""
+    seed_catalog(api_key, api_base, quiet=quiet)
+    result = ensure_portal_configuration(api_key, api_base)
+    if not quiet:
+        _report_portal(result, dry_run=False)
 
 
 @dataclass(frozen=True)
@@ -150,6 +257,7 @@ def ensure_webhook_endpoint(
         client.v1.webhook_endpoints.update(
             endpoint.id,
             params={"enabled_events": wanted, "disabled": False},
+            options={"idempotency_key": f"seed-webhook-endpoint-{endpoint.id}-{uuid.uuid4()}"},
         )
     return EndpointResult("updated", endpoint.id, notes=tuple(notes))
 
@@ -188,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     api_base = os.environ.get("STRIPE_API_BASE")
     seed_catalog(key, api_base, dry_run=args.dry_run)
+    _report_portal(
+        ensure_portal_configuration(key, api_base, dry_run=args.dry_run), dry_run=args.dry_run
+    )
     if args.webhook_url:
         result = ensure_webhook_endpoint(key, args.webhook_url, api_base, dry_run=args.dry_run)
         _report_endpoint(result, args.webhook_url, dry_run=args.dry_run)

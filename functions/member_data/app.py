@@ -30,8 +30,8 @@ MEMBER_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,128}$"
 app = make_resolver()
 
 
-def _member() -> Member:
-    return current_member(app.current_event.headers)
+def _member(*, confirm: bool = False) -> Member:
+    return current_member(app.current_event.headers, confirm=confirm)
 
 
 def _store() -> Store:
@@ -60,7 +60,8 @@ def my_payments(
     responses=ok_response(member_data.MemberDataExport, "The member's data", 200, 401, 503),
 )
 def export_my_data() -> Response[str]:
-    member = _member()
+    # Everything we hold about a member: Memberstack itself confirms the token (payments.auth).
+    member = _member(confirm=True)
     export = member_data.export_member_data(_store(), member.id)
     return json_response(200, export.model_dump(mode="json"), NO_STORE)
 
@@ -71,7 +72,8 @@ def export_my_data() -> Response[str]:
     responses=ok_response(member_data.ErasureReceipt, "Erased", 200, 401, 409, 503),
 )
 def erase_my_data() -> Response[str]:
-    member = _member()
+    # Cannot be undone: Memberstack itself confirms the token (payments.auth).
+    member = _member(confirm=True)
     receipt = member_data.erase_member_data(_store(), member.id, requested_by=member.id)
     return json_response(200, receipt.model_dump(mode="json"), NO_STORE)
 

@@ -223,7 +223,8 @@ def change(subscription_id: SubscriptionId, body: ChangeRequest) -> Response[str
 )
 def cancel(subscription_id: SubscriptionId, body: CancelRequest | None = None) -> Response[str]:
     body = body or CancelRequest()
-    member = _member()
+    # Ends what the member pays for: Memberstack itself confirms the token (payments.auth).
+    member = current_member(app.current_event.headers, confirm=True)
     view = subscriptions.cancel(
         _deps(get_settings()),
         member,

@@ -1,11 +1,22 @@
-"""Who is calling: the member behind a Memberstack bearer token, and whether they are an admin."""
+"""Who is calling: the member behind a Memberstack bearer token, and whether they are an admin.
+
+Two checks, in this order. The token's signature and claims are verified locally against
+Memberstack's published keys (fast; a bad token is a 401 with no round trip). Memberstack
+serves those keys over plain HTTP, so a network attacker between a function and that address
+could substitute keys and forge any member's token; the local check alone therefore guards
+only what a member could do anyway. Whatever discloses or destroys data, or moves money, also
+asks Memberstack itself (``confirm``: its ``verify-token`` over HTTPS with the secret key),
+which no forged or revoked token passes: every administrator request, and the member actions
+that call ``current_member`` with ``confirm=True`` (erasure, the data export, a subscription
+cancel, a product switch).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from payments import errors
 from payments.observability import logger
@@ -19,11 +30,10 @@ class Member:
 
 
 class TokenVerifier(Protocol):
-    def verify(self, token: str) -> str: ...
+    def verify(self, token: str) -> str:
+        """The member id of a token whose signature and claims check out locally."""
+        ...
 
-
-@runtime_checkable
-class RevocationAwareVerifier(TokenVerifier, Protocol):
     def confirm(self, token: str) -> str:
         """The member id, once Memberstack itself says the session is still valid."""
         ...
@@ -43,23 +53,33 @@ def bearer_token(headers: Mapping[str, str] | None) -> str:
 
 
 def authenticate(
-    headers: Mapping[str, str] | None, verifier: TokenVerifier, admin_ids: tuple[str, ...]
+    headers: Mapping[str, str] | None,
+    verifier: TokenVerifier,
+    admin_ids: tuple[str, ...],
+    *,
+    confirm: bool = False,
 ) -> Member:
-    """The member a token names. Members are verified locally (signature and claims), so a
-    revoked member token passes until it expires; an administrator's token is also confirmed
-    with Memberstack, so a revoked one is refused within a minute: admin actions move money."""
+    """The member a token names. The token is verified locally first (signature and claims),
+    so a bad one fails fast. An administrator's token, and any token when ``confirm`` is set,
+    is then confirmed with Memberstack, the authoritative check: a forged token (keys
+    substituted on their way from Memberstack) or a revoked one is refused, a revoked one
+    within the minute confirmations are cached."""
     token = bearer_token(headers)
     member_id = verifier.verify(token)
     is_admin = member_id in admin_ids
-    if is_admin and isinstance(verifier, RevocationAwareVerifier):
+    if is_admin or confirm:
         member_id = verifier.confirm(token)
     return Member(id=member_id, is_admin=is_admin)
 
 
-def current_member(headers: Mapping[str, str] | None) -> Member:
-    """The member calling with these request headers (``Unauthenticated`` if none)."""
+def current_member(headers: Mapping[str, str] | None, *, confirm: bool = False) -> Member:
+    """The member calling with these request headers (``Unauthenticated`` if none).
+
+    ``confirm=True`` for a member action that discloses or destroys data or moves money (export,
+    erasure, cancel, product switch): Memberstack itself must accept the token, at the cost of
+    one round trip per token and minute."""
     settings = get_settings()
-    return authenticate(headers, get_verifier(settings), settings.admin_member_ids)
+    return authenticate(headers, get_verifier(settings), settings.admin_member_ids, confirm=confirm)
 
 
 def require_admin(member: Member, action: str) -> None:

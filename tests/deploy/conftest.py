@@ -25,7 +25,7 @@ from tests.fakes.postgrest import PostgrestOverPostgres
 from tools.db import apply_migrations
 from tools.local.make_receiver import MakeReceiverServer, start_make_receiver
 from tools.local.memberstack import MemberstackServer, generate_signing_key, start_memberstack
-from tools.seed_stripe import ensure_webhook_endpoint, seed_catalog
+from tools.seed_stripe import ensure_webhook_endpoint, seed_account
 from tools.stripe_emulator import start_emulator
 from tools.stripe_emulator.server import EmulatorHandle
 
@@ -73,9 +73,10 @@ def stripe_emulator() -> Iterator[EmulatorHandle]:
 
 @pytest.fixture
 def seeded_stripe(stripe_emulator: EmulatorHandle) -> EmulatorHandle:
-    """An account set up the documented way: catalog prices and the webhook endpoint."""
+    """An account set up the documented way: catalog prices, the portal configuration and the
+    webhook endpoint."""
     stripe_emulator.reset()
-    seed_catalog(STRIPE_KEY, stripe_emulator.base_url, quiet=True)
+    seed_account(STRIPE_KEY, stripe_emulator.base_url, quiet=True)
     ensure_webhook_endpoint(STRIPE_KEY, f"{API_URL}/v1/webhooks/stripe", stripe_emulator.base_url)
     return stripe_emulator
 

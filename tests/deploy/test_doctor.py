@@ -84,6 +84,7 @@ def test_a_deployment_set_up_as_documented_passes_every_check(deployment: Deploy
     assert {
         "Stripe secret key",
         "Stripe webhook endpoint",
+        "Stripe billing portal",
         "Supabase",
         "Supabase migrations",
         "Supabase row-level security",
@@ -258,6 +259,97 @@ def test_two_endpoints_for_one_url_fail(deployment: Deployment) -> None:
     checks = run(deployment)["Stripe webhook endpoint"]
     assert [c.ok for c in checks] == [True, True, False]
     assert "2 endpoints share" in checks[-1].detail
+
+
+# --- the Billing Portal's configuration ---------------------------------------------------
+
+PORTAL_FIX = "run python -m tools.seed_stripe with this key (it creates or repairs it)"
+
+
+def _portal_configuration(deployment: Deployment) -> Any:
+    configs = stripe_client(deployment).v1.billing_portal.configurations.list().data
+    [ours] = [c for c in configs if "payments_service" in (c.to_dict()["metadata"] or {})]
+    return ours
+
+
+def test_the_seeded_portal_configuration_passes_naming_what_it_allows(
+    deployment: Deployment,
+) -> None:
+    check = only(run(deployment), "Stripe billing portal")
+    assert check.ok
+    assert check.detail == (
+        f"{_portal_configuration(deployment).id}: card updates and invoices only "
+        "(subscription update, cancel and pause off)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("feature", "settings"),
+    [
+        (
+            "subscription_update",
+            {
+                "enabled": True,
+                "default_allowed_updates": ["price"],
+                "products": [{"product": "growth_monthly", "prices": ["price_x"]}],
+            },
+        ),
+        ("subscription_cancel", {"enabled": True, "mode": "immediately"}),
+    ],
+)
+def test_a_portal_configuration_allowing_plan_changes_or_cancel_fails_with_the_seed_fix(
+    deployment: Deployment, feature: str, settings: dict[str, Any]
+) -> None:
+    # Given the service's configuration edited to let members change plan, or cancel
+    config = _portal_configuration(deployment)
+    stripe_client(deployment).v1.billing_portal.configurations.update(
+        config.id,
+        params={"features": {feature: settings}},  # type: ignore[dict-item]
+    )
+
+    # When the doctor runs, then the check fails naming the feature, with the fix
+    check = only(run(deployment), "Stripe billing portal")
+    assert not check.ok
+    assert check.detail.startswith(f"{config.id} allows {feature}:")
+    assert check.fix == PORTAL_FIX
+
+
+def test_no_portal_configuration_of_the_service_fails(deployment: Deployment) -> None:
+    # Given an account whose only configuration is the default one, saved in the Dashboard
+    client = stripe_client(deployment)
+    client.v1.billing_portal.configurations.update(
+        _portal_configuration(deployment).id, params={"metadata": {"payments_service": ""}}
+    )
+    customer = client.v1.customers.create()
+    client.v1.billing_portal.sessions.create(params={"customer": customer.id})
+
+    check = only(run(deployment), "Stripe billing portal")
+    assert not check.ok
+    assert check.detail.startswith("no configuration of the service")
+    assert check.fix == PORTAL_FIX
+
+
+def test_an_inactive_portal_configuration_fails(deployment: Deployment) -> None:
+    config = _portal_configuration(deployment)
+    stripe_client(deployment).v1.billing_portal.configurations.update(
+        config.id, params={"active": False}
+    )
+    check = only(run(deployment), "Stripe billing portal")
+    assert not check.ok
+    assert (
+        check.detail
+        == f"the service's configuration {config.id} is inactive (the portal is closed)"
+    )
+
+
+def test_a_portal_without_card_updates_fails(deployment: Deployment) -> None:
+    config = _portal_configuration(deployment)
+    stripe_client(deployment).v1.billing_portal.configurations.update(
+        config.id, params={"features": {"payment_method_update": {"enabled": False}}}
+    )
+    check = only(run(deployment), "Stripe billing portal")
+    assert not check.ok
+    assert check.detail == f"{config.id} does not offer payment_method_update"
 
 
 def test_without_the_api_url_the_endpoint_cannot_be_checked(deployment: Deployment) -> None:

@@ -51,6 +51,10 @@ INVOICE_PAID = [
     "invoice_payment.paid",
 ]
 EXPECTED_EVENTS: dict[str, list[str]] = {
+    "portal configured": ["billing_portal.configuration.created"],
+    "portal configuration updated": ["billing_portal.configuration.updated"],
+    # The default configuration, saved on first use as if in the Dashboard.
+    "portal opened on the default configuration": ["billing_portal.configuration.created"],
     "one-time checkout paid": [
         "payment_intent.created",
         *PAID,
@@ -545,12 +549,45 @@ def _subscriptions(run: Run, ids: dict[str, Any]) -> None:
         run.helpers.post(f"/subscriptions/{sub_id}/advance")
 
 
+def _portal_configuration(c: Any) -> Any:
+    return c.billing_portal.configurations.create(
+        params={
+            "features": {
+                "payment_method_update": {"enabled": True},
+                "invoice_history": {"enabled": True},
+                "subscription_update": {"enabled": False},
+                "subscription_cancel": {"enabled": False},
+            },
+            "metadata": {"payments_service": "billing_portal"},
+        }
+    )
+
+
 def _account_tools(run: Run, ids: dict[str, Any]) -> None:
     """What the service calls besides payments: the Billing Portal and webhook endpoints."""
     c = run.client.v1
+    with run.flow("portal configured"):
+        config = _portal_configuration(c)
+    c.billing_portal.configurations.retrieve(config.id)
+    with run.flow("portal configuration updated"):
+        c.billing_portal.configurations.update(
+            config.id,
+            params={
+                "features": {"customer_update": {"enabled": True, "allowed_updates": ["email"]}}
+            },
+        )
+    c.billing_portal.configurations.list(params={"active": True, "limit": 10})
     c.billing_portal.sessions.create(
-        params={"customer": ids["customer"], "return_url": "https://shop.test/account"}
+        params={
+            "customer": ids["customer"],
+            "return_url": "https://shop.test/account",
+            "configuration": config.id,
+        }
     )
+    # Without a configuration, the account's default (saved "in the Dashboard") is used.
+    with run.flow("portal opened on the default configuration"):
+        c.billing_portal.sessions.create(params={"customer": ids["customer"]})
+
     endpoint = c.webhook_endpoints.create(
         params={
             "url": "https://shop.test/v1/webhooks/stripe",

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.unit
 # Every example object the emulator builds its objects from.
 USED_FIXTURES = [
     "balance_transaction",
+    "billing_portal.configuration",
     "charge",
     "checkout.session",
     "customer",

@@ -682,6 +682,31 @@ def test_a_paid_switch_refunds_the_original_once_even_when_events_come_twice(
     assert again.status == 409
 
 
+def test_a_revoked_token_cannot_switch_a_purchase(
+    stack: Stack, db: str, feed: WorkerFeed, member: str
+) -> None:
+    # Given a paid purchase, and the member's session revoked in Memberstack since
+    original = paid_purchase(stack, db, feed, member)
+    token = stack.token(member)
+    stack.memberstack.revoke(token)
+    sessions_before = stack.stripe_calls("POST /v1/checkout/sessions")
+
+    # When the token (whose signature is still valid) asks for a switch
+    answer = api(
+        "refunds",
+        "POST",
+        "/v1/purchases/switch",
+        body={"payment_intent": original, "product": "website_audit_feedback"},
+        token=token,
+    )
+
+    # Then Memberstack is asked, refuses it, and no new checkout starts the switch
+    assert answer.status == 401
+    assert answer.body["error"]["code"] == "unauthenticated"
+    assert stack.stripe_calls("POST /v1/checkout/sessions") == sessions_before
+    assert purchase_state(db, original) == ("paid", 0)
+
+
 def test_a_switch_whose_new_payment_is_declined_refunds_nothing(
     stack: Stack, db: str, feed: WorkerFeed, member: str
 ) -> None:

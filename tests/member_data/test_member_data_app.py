@@ -146,6 +146,47 @@ def test_a_member_exports_then_erases_their_data(
     assert after["payment_logs"] == after["purchases"] == after["refunds"] == []
 
 
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/me/data"), ("DELETE", "/v1/me/data")])
+def test_export_and_erasure_are_refused_to_a_revoked_token_the_local_check_accepts(
+    api: httpx.Client, memberstack: MemberstackServer, rows: Rows, method: str, path: str
+) -> None:
+    # Given a member whose session was revoked in Memberstack (the token's signature is fine)
+    rows.member("mem_a", "a")
+    headers = bearer(memberstack, "mem_a")
+    memberstack.revoke(headers["Authorization"].removeprefix("Bearer "))
+
+    # When they read their payments, and export or erase their data
+    payments = api.get("/v1/me/payments", headers=headers)
+    response = api.request(method, path, headers=headers)
+
+    # Then the read passes the local check, but export and erasure ask Memberstack, which says
+    # no, and nothing is erased
+    assert payments.status_code == 200
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthenticated"
+    assert rows.count("customers", "member_id = 'mem_a'") == 1
+
+
+def test_with_substituted_signing_keys_a_forged_token_cannot_erase_anyone(
+    api: httpx.Client, env: pytest.MonkeyPatch, rows: Rows
+) -> None:
+    # Given keys fetched from someone on the network path instead of Memberstack
+    impostor = start_memberstack(secret_key="x", app_id="app_test", key=generate_signing_key())
+    try:
+        env.setenv("MEMBERSTACK_JWKS_URL", f"{impostor.url}/.well-known/jwks.json")
+        rows.member("mem_a", "a")
+        forged = {"Authorization": f"Bearer {impostor.mint('mem_a')}"}
+
+        # When the forged token of A asks to erase A's data
+        erased = api.delete("/v1/me/data", headers=forged)
+    finally:
+        impostor.stop()
+
+    # Then Memberstack's own verify-token refuses it: A's data is still there
+    assert erased.status_code == 401
+    assert rows.count("customers", "member_id = 'mem_a'") == 1
+
+
 def test_erasure_with_a_live_subscription_is_a_409(
     api: httpx.Client, memberstack: MemberstackServer, rows: Rows
 ) -> None:

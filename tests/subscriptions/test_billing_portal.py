@@ -3,16 +3,21 @@ sessions and hosted page, the Memberstack stand-in and the real Postgres."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+import stripe
 
-from payments.billing_portal import account_url
+from payments.billing_portal import PortalConfiguration, account_url, choose_configuration
 from tests.stack import *  # noqa: F403
 from tests.stack import STRIPE_KEY, Stack, api
 from tests.subscriptions.conftest import call, subscribe
+from tools.seed_stripe import ensure_portal_configuration
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker_env")]
 
@@ -165,3 +170,162 @@ def test_the_portal_returns_beside_the_f5_page_unless_account_url_is_set(
     account: str | None, success: str, expected: str
 ) -> None:
     assert account_url(account, success) == expected
+
+
+# --- the portal's configuration: the service's, never the account's default --------------
+
+CONFIGURATIONS = "/v1/billing_portal/configurations"
+
+
+def _client(stack: Stack) -> stripe.StripeClient:
+    return stripe.StripeClient(STRIPE_KEY, base_addresses={"api": stack.emulator.base_url})
+
+
+def _ours(stack: Stack) -> Any:
+    [config] = [
+        c
+        for c in _client(stack).v1.billing_portal.configurations.list(params={"limit": 100}).data
+        if PortalConfiguration.from_stripe(c.to_dict(recursive=True)).is_ours
+    ]
+    return config
+
+
+@pytest.fixture
+def fresh_container(stack: Stack) -> Iterator[None]:
+    """A container that has not looked the configuration up yet; the account as seeded after."""
+    from functions.subscriptions import app as subscriptions_app
+
+    subscriptions_app._portal_deps.cache_clear()
+    yield
+    subscriptions_app._portal_deps.cache_clear()
+    ensure_portal_configuration(STRIPE_KEY, stack.emulator.base_url)
+
+
+def test_the_portal_opens_with_the_services_configuration_card_and_invoices_only(
+    stack: Stack, member: str, fresh_container: None
+) -> None:
+    # Given the account's default configuration lets members switch plans (a Dashboard edit)
+    client = _client(stack)
+    subscribed = subscribe(stack, member)
+    default_session = client.v1.billing_portal.sessions.create(
+        params={"customer": subscribed.customer}
+    )
+    client.v1.billing_portal.configurations.update(
+        default_session.configuration,
+        params={
+            "features": {
+                "subscription_update": {
+                    "enabled": True,
+                    "default_allowed_updates": ["price", "quantity"],
+                    "products": [{"product": "growth_monthly", "prices": ["price_any"]}],
+                    "proration_behavior": "always_invoice",
+                }
+            }
+        },
+    )
+
+    # When the member opens the portal through the service
+    answer = call(stack, member, "POST", PORTAL)
+
+    # Then the session names the service's configuration, which offers card and invoices only
+    assert answer.status == 200, answer.body
+    session = _session_of(stack, answer.body["url"])
+    assert session["configuration"] == _ours(stack).id != default_session.configuration
+    page = httpx.get(answer.body["url"]).text
+    assert re.findall(r"data-feature=(\w+)", page) == ["invoice_history", "payment_method_update"]
+
+
+def test_a_container_looks_the_configuration_up_once(
+    stack: Stack, member: str, fresh_container: None
+) -> None:
+    subscribe(stack, member)
+    for _ in range(3):
+        assert call(stack, member, "POST", PORTAL).status == 200
+    assert stack.stripe_calls(f"GET {CONFIGURATIONS}") == 1
+    assert _portal_sessions(stack) == 3
+
+
+def test_a_configuration_edited_to_allow_plan_changes_closes_the_portal_with_an_alert(
+    stack: Stack, member: str, fresh_container: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the service's own configuration edited to let members cancel in the portal
+    subscribe(stack, member)
+    _client(stack).v1.billing_portal.configurations.update(
+        _ours(stack).id, params={"features": {"subscription_cancel": {"enabled": True}}}
+    )
+
+    # When the member opens the portal
+    answer = call(stack, member, "POST", PORTAL)
+
+    # Then it stays closed (no session on any configuration), and someone is told how to fix it
+    assert answer.status == 503
+    assert answer.body["error"] == {
+        "code": "portal_unavailable",
+        "message": "The payment portal is not available right now. Please try again later.",
+    }
+    assert _portal_sessions(stack) == 0
+    assert any(
+        "billing portal closed" in r.getMessage() and "subscription_cancel" in r.getMessage()
+        for r in caplog.records
+    )
+
+    # And once the account is seeded again, the same container opens it without a restart
+    ensure_portal_configuration(STRIPE_KEY, stack.emulator.base_url)
+    assert call(stack, member, "POST", PORTAL).status == 200
+
+
+def test_a_configuration_deactivated_after_it_was_found_is_looked_up_again(
+    stack: Stack, member: str, fresh_container: None
+) -> None:
+    # Given a container that found the configuration, which is then deactivated
+    subscribe(stack, member)
+    assert call(stack, member, "POST", PORTAL).status == 200
+    _client(stack).v1.billing_portal.configurations.update(
+        _ours(stack).id, params={"active": False}
+    )
+
+    # When the member clicks, Stripe refuses the inactive configuration: a 502
+    refused = call(stack, member, "POST", PORTAL, headers={"Idempotency-Key": "after-deactivate"})
+    assert refused.status == 502
+
+    # Then after the account is repaired, the next click looks it up again and opens
+    ensure_portal_configuration(STRIPE_KEY, stack.emulator.base_url)
+    httpx.delete(f"{stack.emulator.base_url}/_emulator/calls").raise_for_status()
+    again = call(stack, member, "POST", PORTAL, headers={"Idempotency-Key": "after-repair"})
+    assert again.status == 200, again.body
+    assert stack.stripe_calls(f"GET {CONFIGURATIONS}") == 1
+
+
+def _config(id: str, *, ours: bool = True, active: bool = True, **on: bool) -> dict[str, Any]:
+    features = {"payment_method_update": True, "invoice_history": True, **on}
+    return {
+        "id": id,
+        "active": active,
+        "metadata": {"payments_service": "billing_portal"} if ours else {},
+        "features": {name: {"enabled": enabled} for name, enabled in features.items()},
+    }
+
+
+@pytest.mark.unit
+def test_the_newest_configuration_of_ours_allowing_nothing_more_is_chosen() -> None:
+    listed = [
+        _config("bpc_default", ours=False),
+        _config("bpc_switch", subscription_update=True),
+        _config("bpc_off", active=False),
+        _config("bpc_ok"),
+        _config("bpc_older"),
+    ]
+    chosen = choose_configuration(PortalConfiguration.from_stripe(c) for c in listed)
+    assert chosen is not None
+    assert chosen.id == "bpc_ok"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "feature",
+    ["subscription_update", "subscription_cancel", "subscription_pause", "customer_update"],
+)
+def test_a_configuration_with_any_other_feature_on_is_not_used(feature: str) -> None:
+    config = PortalConfiguration.from_stripe(_config("bpc_1", **{feature: True}))
+    assert config.forbidden_features == {feature}
+    assert choose_configuration([config]) is None

@@ -394,6 +394,32 @@ def test_cancel_at_period_end_can_be_undone_by_resume(stack: Stack, db: str, mem
     ]
 
 
+def test_a_revoked_token_cannot_cancel_though_it_still_reads(
+    stack: Stack, db: str, member: str
+) -> None:
+    # Given a subscriber whose session was revoked in Memberstack
+    sub = subscribe(stack, member)
+    token = stack.token(member)
+    stack.memberstack.revoke(token)
+
+    # When the token (whose signature is still valid) lists, then cancels
+    listed = api("subscriptions", "GET", "/v1/me/subscriptions", token=token)
+    canceled = api(
+        "subscriptions",
+        "POST",
+        f"/v1/subscriptions/{sub.subscription}/cancel",
+        body={"at_period_end": False},
+        token=token,
+    )
+
+    # Then the read passes the local check; the cancel asks Memberstack, which refuses it
+    assert listed.status == 200
+    assert canceled.status == 401
+    assert canceled.body["error"]["code"] == "unauthenticated"
+    assert stripe_subscription(stack, sub.subscription)["status"] == "active"
+    assert action_logs(db, sub.subscription) == []
+
+
 def test_cancel_now_ends_the_subscription_and_nothing_else_applies_to_it(
     stack: Stack, db: str, member: str
 ) -> None:

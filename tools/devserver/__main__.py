@@ -333,7 +333,7 @@ def _start_emulator(
 ) -> Callable[[], None]:
     """The Stripe emulator with its saved objects; returns the catalog seeding to run once
     the API serves (seeding creates events, which the emulator delivers at once)."""
-    from tools.seed_stripe import seed_catalog
+    from tools.seed_stripe import seed_account
     from tools.stripe_emulator import start_emulator
     from tools.stripe_emulator.persistence import EmulatorPersistence
 
@@ -368,8 +368,12 @@ def _start_emulator(
     os.environ["STRIPE_API_BASE"] = emulator.base_url
 
     def seed() -> None:
-        seed_catalog(os.environ["STRIPE_SECRET_KEY"], emulator.base_url, quiet=True)
-        _say("stripe emulator", emulator.base_url, f"{note}; catalog prices seeded")
+        seed_account(os.environ["STRIPE_SECRET_KEY"], emulator.base_url, quiet=True)
+        _say(
+            "stripe emulator",
+            emulator.base_url,
+            f"{note}; catalog prices and billing portal configuration seeded",
+        )
 
     return seed
 

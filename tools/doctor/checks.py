@@ -21,6 +21,7 @@ import httpx
 import jwt
 import stripe
 
+from payments.billing_portal import PortalConfiguration, choose_configuration
 from payments.catalog import load_catalog
 from payments.checkout import _drift
 from payments.models import StripePrice
@@ -195,6 +196,53 @@ def check_webhook_endpoint(probes: Probes) -> Iterator[Check]:
             name,
             f"{len(endpoints)} endpoints share {url}; each signs with its own secret",
             "delete all but the one whose secret the stack holds (Stripe: Developers → Webhooks)",
+        )
+
+
+def check_portal_configuration(probes: Probes) -> Iterator[Check]:
+    """The configuration the subscriptions function opens the Billing Portal with: present,
+    active, and allowing no plan change, cancellation or pause (the service prices those)."""
+    name = "Stripe billing portal"
+    if probes.config.get("STRIPE_SECRET_KEY") is None:
+        return
+    seed = "run python -m tools.seed_stripe with this key (it creates or repairs it)"
+    try:
+        listed = _stripe_client(probes.config).v1.billing_portal.configurations.list(
+            params={"limit": 100}
+        )
+        every = [
+            PortalConfiguration.from_stripe(c.to_dict(recursive=True))
+            for c in listed.auto_paging_iter()
+        ]
+    except stripe.StripeError as exc:
+        yield failed(name, f"could not be listed ({type(exc).__name__})", "check the key above")
+        return
+    ours = [c for c in every if c.is_ours]
+    chosen = choose_configuration(ours)
+    if chosen is None:
+        if not ours:
+            detail = "no configuration of the service: members cannot open the portal (503)"
+        elif not any(c.active for c in ours):
+            detail = f"the service's configuration {ours[0].id} is inactive (the portal is closed)"
+        else:
+            first = next(c for c in ours if c.active)
+            detail = (
+                f"{first.id} allows {', '.join(sorted(first.forbidden_features))}: members could "
+                "change what they pay outside the service's quotes, so the portal stays closed"
+            )
+        yield failed(name, detail, seed)
+        return
+    if chosen.missing_features:
+        yield failed(
+            name,
+            f"{chosen.id} does not offer {', '.join(sorted(chosen.missing_features))}",
+            seed,
+        )
+    else:
+        yield passed(
+            name,
+            f"{chosen.id}: card updates and invoices only (subscription update, cancel and "
+            "pause off)",
         )
 
 
@@ -527,6 +575,7 @@ def check_alarm_topic(probes: Probes) -> Iterator[Check]:
 ALL_CHECKS = (
     check_stripe,
     check_webhook_endpoint,
+    check_portal_configuration,
     check_supabase,
     check_member_jwt,
     check_memberstack,

@@ -353,6 +353,30 @@ API_ROUTES: list[Route] = [
     # Customer portal
     Route(
         "POST",
+        "/v1/billing_portal/configurations",
+        sp_billing_portal.ConfigurationCreateParams,
+        lambda e, a, p: billing_portal.create_configuration(e.store, p),
+    ),
+    Route(
+        "GET",
+        "/v1/billing_portal/configurations/{configuration}",
+        sp_billing_portal.ConfigurationRetrieveParams,
+        lambda e, a, p: billing_portal.retrieve_configuration(e.store, _arg(a)),
+    ),
+    Route(
+        "POST",
+        "/v1/billing_portal/configurations/{configuration}",
+        sp_billing_portal.ConfigurationUpdateParams,
+        lambda e, a, p: billing_portal.update_configuration(e.store, _arg(a), p),
+    ),
+    Route(
+        "GET",
+        "/v1/billing_portal/configurations",
+        sp_billing_portal.ConfigurationListParams,
+        lambda e, a, p: billing_portal.list_configurations(e.store, p),
+    ),
+    Route(
+        "POST",
         "/v1/billing_portal/sessions",
         sp_billing_portal.SessionCreateParams,
         lambda e, a, p: billing_portal.create_session(e.store, p),

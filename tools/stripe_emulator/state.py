@@ -45,6 +45,8 @@ KIND_BY_PREFIX = {
     "dp_": "dispute",
     "evt_": "event",
     "we_": "webhook_endpoint",
+    "bpc_": "billing_portal.configuration",
+    "bps_": "billing_portal.session",
 }
 
 

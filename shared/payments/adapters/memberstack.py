@@ -14,11 +14,18 @@ is the fallback: when the keys cannot be fetched, when the key id stays unknown,
 iss}}`` for a valid token, and its answer gets the same claim checks. Verified tokens are cached
 until ``CACHE_TTL_SECONDS`` or their ``exp``, whichever comes first.
 
+Trust in the keys: Memberstack publishes them over plain HTTP (``JWKS_URL``, S3's website
+endpoint, which has no HTTPS), so someone on the network path between a function and that
+address could hand us keys of their own and sign any member's token. The local check is a fast
+first filter, not the last word: ``confirm`` asks Memberstack's Admin API, over HTTPS with the
+secret key, and ``payments.auth`` requires it for administrators and for the member actions
+that disclose or destroy data or move money. ``MEMBERSTACK_JWKS_URL`` points the key fetch at
+an HTTPS copy of the key set when the business keeps one.
+
 Revocation: a signature cannot say that a member signed out or was deleted, so a token verified
-locally passes until its ``exp`` even if revoked. ``confirm`` asks Memberstack (cached
-``CACHE_TTL_SECONDS``); ``payments.auth`` uses it for administrators, whose actions move money,
-so an administrator's revoked token stops working within a minute. docs/performance.md has the
-policy. An unreachable Memberstack is a 503, never a pass.
+locally passes until its ``exp`` even if revoked. ``confirm`` (cached ``CACHE_TTL_SECONDS``)
+sees it, so on the confirmed routes a revoked token stops working within a minute.
+docs/performance.md has the policy. An unreachable Memberstack is a 503, never a pass.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ from payments.rs256 import (
 )
 
 ISSUER = "https://api.memberstack.com"
-# Where Memberstack publishes its token signing keys (the URL its own admin package reads).
+# Where Memberstack publishes its token signing keys (the URL its own admin package reads). Plain
+# HTTP: keys read from it are trusted only as far as the module docstring says.
 JWKS_URL = "http://member-jwt.s3-website-us-east-1.amazonaws.com/"
 DEFAULT_API_BASE = "https://admin.memberstack.com"
 # Where a stand-in for the Admin API (any other MEMBERSTACK_API_BASE) publishes its keys.

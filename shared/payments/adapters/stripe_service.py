@@ -282,13 +282,28 @@ class StripeService:
 
     # --- customer portal --------------------------------------------------------------------
 
+    def portal_configurations(self) -> list[dict[str, Any]]:
+        """The account's active portal configurations as Stripe's JSON, newest first (one page
+        of 100: an account holds a handful)."""
+        params: stripe.params.billing_portal.ConfigurationListParams = {
+            "active": True,
+            "limit": 100,
+        }
+        listed = self.call(
+            "billing_portal.configurations.list",
+            lambda: self.client.v1.billing_portal.configurations.list(params=params),
+        )
+        return [_as_json(configuration) for configuration in listed.data]
+
     def create_billing_portal_session(
-        self, *, customer_id: str, return_url: str, idempotency_key: str
+        self, *, customer_id: str, return_url: str, configuration_id: str, idempotency_key: str
     ) -> str:
-        """The URL of a Stripe Billing Portal session for ``customer_id``."""
+        """The URL of a Stripe Billing Portal session for ``customer_id``, offering what
+        ``configuration_id`` allows (without it, Stripe would use the account's default)."""
         params: stripe.params.billing_portal.SessionCreateParams = {
             "customer": customer_id,
             "return_url": return_url,
+            "configuration": configuration_id,
         }
         session = self.call(
             "billing_portal.sessions.create",
