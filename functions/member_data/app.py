@@ -18,7 +18,13 @@ from payments import admin_payments, analytics, member_data, pipeline
 from payments.adapters.store import Store, get_store
 from payments.auth import Member, current_member, require_admin
 from payments.deadline import start_invocation
-from payments.http import handle_http, json_response, make_resolver, ok_response
+from payments.http import (
+    handle_http,
+    json_response,
+    make_resolver,
+    ok_response,
+    require_known_query,
+)
 from payments.observability import logger
 from payments.runtime import bootstrap
 from payments.settings import get_settings
@@ -151,6 +157,15 @@ def find_payments(
 ) -> Response[str]:
     admin = _member()
     require_admin(admin, "find_payments")
+    require_known_query(
+        app.current_event.query_string_parameters,
+        "member",
+        "payment_intent",
+        "from",
+        "to",
+        "limit",
+        "cursor",
+    )
     search = admin_payments.PaymentSearch(
         member=member, payment_intent=payment_intent, date_from=date_from, date_to=date_to
     )

@@ -96,6 +96,18 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "Invalid request: " + "; ".join(problems[:5])
 
 
+def require_known_query(params: Mapping[str, str] | None, *known: str) -> None:
+    """Refuse a query parameter the route does not read: a misspelled filter (``member_id``
+    for ``member``) must not silently widen a search to everyone's records."""
+    unknown = sorted(set(params or {}) - set(known))
+    if unknown:
+        raise errors.InvalidRequest(
+            f"Unknown query parameter(s): {', '.join(unknown)[:200]}. "
+            f"This route reads: {', '.join(known)}.",
+            code="unknown_parameter",
+        )
+
+
 def make_resolver() -> APIGatewayHttpResolver:
     """A resolver with request validation and the shared error mapping registered."""
     app = APIGatewayHttpResolver(enable_validation=True)

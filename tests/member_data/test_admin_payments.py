@@ -104,6 +104,21 @@ def test_a_member_who_is_not_an_admin_gets_a_403_and_no_payment(
     }
 
 
+def test_a_misspelled_filter_is_refused_rather_than_searching_everyone(
+    api: httpx.Client, memberstack: MemberstackServer, two_members: Rows
+) -> None:
+    # When the admin writes member_id for member
+    response = api.get(
+        "/v1/admin/payments", params={"member_id": "mem_a"}, headers=bearer(memberstack, ADMIN)
+    )
+    # Then it is a 400 naming the parameter and what the route reads, with no payment
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unknown_parameter"
+    assert error["message"].startswith("Unknown query parameter(s): member_id.")
+    assert "member, payment_intent, from, to, limit, cursor" in error["message"]
+
+
 def test_an_admin_finds_a_members_payments_with_refunds_and_what_is_left(
     api: httpx.Client, memberstack: MemberstackServer, two_members: Rows
 ) -> None:
