@@ -216,7 +216,7 @@ def test_no_endpoint_for_the_api_url_fails_with_the_seed_command(deployment: Dep
     [check] = run(deployment)["Stripe webhook endpoint"]
     assert not check.ok
     assert check.fix == (
-        f"run python -m tools.seed_stripe --webhook-url {API_URL}/v1/webhooks/stripe"
+        f"run .venv/bin/python -m tools.seed_stripe --webhook-url {API_URL}/v1/webhooks/stripe"
     )
 
 
@@ -263,7 +263,7 @@ def test_two_endpoints_for_one_url_fail(deployment: Deployment) -> None:
 
 # --- the Billing Portal's configuration ---------------------------------------------------
 
-PORTAL_FIX = "run python -m tools.seed_stripe with this key (it creates or repairs it)"
+PORTAL_FIX = "run .venv/bin/python -m tools.seed_stripe with this key (it creates or repairs it)"
 
 
 def _portal_configuration(deployment: Deployment) -> Any:

@@ -32,7 +32,11 @@ def format_check(check: Check) -> str:
 
 def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> int:
     """Run every check; ``http`` replaces the HTTP client (tests route Supabase to a stand-in)."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.doctor",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--stack", help="CloudFormation stack name (e.g. payments-prod)")
     parser.add_argument("--region", help="AWS region of the stack (default: your AWS config)")
     parser.add_argument("--api-url", help="the stack's ApiUrl, without --stack")

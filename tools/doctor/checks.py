@@ -138,7 +138,7 @@ def check_stripe(probes: Probes) -> Iterator[Check]:
             yield failed(
                 check,
                 problem,
-                "run python -m tools.seed_stripe with this key (checkout refuses to sell "
+                "run .venv/bin/python -m tools.seed_stripe with this key (checkout refuses to sell "
                 "this product until then)",
             )
 
@@ -167,7 +167,7 @@ def check_webhook_endpoint(probes: Probes) -> Iterator[Check]:
         )
         return
     url = api_url.rstrip("/") + WEBHOOK_PATH
-    seed = f"python -m tools.seed_stripe --webhook-url {url}"
+    seed = f".venv/bin/python -m tools.seed_stripe --webhook-url {url}"
     try:
         listed = _stripe_client(probes.config).v1.webhook_endpoints.list(params={"limit": 100})
         endpoints = [e for e in listed.auto_paging_iter() if e.url == url]
@@ -205,7 +205,7 @@ def check_portal_configuration(probes: Probes) -> Iterator[Check]:
     name = "Stripe billing portal"
     if probes.config.get("STRIPE_SECRET_KEY") is None:
         return
-    seed = "run python -m tools.seed_stripe with this key (it creates or repairs it)"
+    seed = "run .venv/bin/python -m tools.seed_stripe with this key (it creates or repairs it)"
     try:
         listed = _stripe_client(probes.config).v1.billing_portal.configurations.list(
             params={"limit": 100}
