@@ -7,7 +7,10 @@ Stripe keeps retrying a failed delivery for three days, then gives up; ``events.
 ``delivery_success=false`` finds those events. Each is sent to ``WEBHOOK_QUEUE_URL`` exactly as
 the webhook function would (raw event JSON, ``stripe_event_id``/``stripe_event_type``
 attributes). The events come from Stripe's API with our secret key, so no signature is needed.
-Re-running is safe: the worker applies an event id once and ignores repeats.
+Re-running is safe: the worker applies an event id once and ignores repeats. Stripe keeps an
+event marked undelivered after it was recovered this way (its own delivery to the endpoint
+still failed), so a second run lists and queues it again, and the worker's ledger records it as
+a duplicate.
 
 Stripe lists an event at the API version the account had when the event was created, not at
 the version the service is pinned to (the SDK's, which the webhook endpoint also uses). An
