@@ -8,9 +8,10 @@ what it did):
 1. **Drain the outbox.** Dispatches still pending a few minutes after they were queued (Make.com
    was down longer than the queue's five receives, a message was lost) are leased one at a time,
    each with its own lease, and performed with the worker's own code, oldest first, each at
-   most once a run. After ``GIVE_UP_AFTER`` failures in a row of one far side (Make.com, or
-   Stripe's refunds and cancellations) its rows wait for the next run: the far side is down,
-   and the other steps must still run. A row that fails unexpectedly (a bug, a payload that
+   most once a run. After ``GIVE_UP_AFTER`` outages in a row of one far side (Make.com, or one
+   kind of Stripe refund or cancellation) its rows wait for the next run: the far side is down,
+   and the other steps must still run. A refusal tied to one row (a disputed payment, a 4xx
+   from Make.com) does not count: the rows behind it are still tried. A row that fails unexpectedly (a bug, a payload that
    cannot be read) is released with the code ``unexpected``, counted as stuck, and the drain
    goes on with the next row.
 2. **Catch up with Stripe.** The events created since the stored watermark (and at least a few
@@ -265,9 +266,14 @@ def _drain_outbox(
         try:
             report.dispatches_drained += perform_dispatches([row], ports.worker)
             failures_in_a_row[side] = 0
-        except errors.PaymentsError:
+        except errors.PaymentsError as exc:
             # Released with its error code by perform_dispatches; tried again next run.
             report.dispatches_failed += 1
+            causes = getattr(exc, "causes", None) or [exc]
+            if not any(isinstance(cause, errors.UpstreamUnavailable) for cause in causes):
+                # Refused for this row alone (a disputed payment, a 4xx from Make.com): the
+                # far side answers, so the rows behind it are still tried.
+                continue
             failures_in_a_row[side] += 1
             if failures_in_a_row[side] >= GIVE_UP_AFTER:
                 skip.update(MAKE_KINDS if side == "make" else (kind,))

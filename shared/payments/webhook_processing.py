@@ -119,6 +119,8 @@ class DispatchFailed(PaymentsError):
     """At least one side effect of the event failed; the message must be retried."""
 
     code = "dispatch_failed"
+    # What each failed dispatch met (an outage, or a refusal tied to that one row).
+    causes: tuple[PaymentsError, ...] = ()
 
 
 def switch_refund_idempotency_key(payment_intent: str) -> str:
@@ -481,8 +483,12 @@ def failure_of(attempts: list[Attempt]) -> Exception | None:
             return error
     if not errors:
         return None
-    codes = [e.code for e in errors if isinstance(e, PaymentsError)]
-    return DispatchFailed(f"{len(codes)} dispatch(es) failed: {', '.join(codes)}")
+    causes = [e for e in errors if isinstance(e, PaymentsError)]
+    failed = DispatchFailed(
+        f"{len(causes)} dispatch(es) failed: {', '.join(e.code for e in causes)}"
+    )
+    failed.causes = tuple(causes)
+    return failed
 
 
 def _perform_all(rows: list[Mapping[str, Any]], ports: WorkerPorts) -> list[Attempt]:

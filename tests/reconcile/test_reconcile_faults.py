@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from functions.reconcile import app as reconcile_app
-from payments.adapters.make import MakeUnavailable
+from payments.adapters.make import MakeRejected, MakeUnavailable
 from payments.reconcile import (
     DRIFT_STUCK_AFTER,
     GIVE_UP_AFTER,
@@ -150,6 +150,34 @@ def test_a_make_outage_stops_the_drain_and_lets_the_catch_up_run(
         " (select event_id from outbox order by id limit 1)",
     )
     assert tried == GIVE_UP_AFTER
+
+
+def test_refusals_tied_to_their_rows_do_not_stop_the_rows_behind_them(
+    stack: Stack, db: str, make_receiver: MakeReceiverServer, ports: ReconcilePorts
+) -> None:
+    # Given six pending dispatches whose first four Make.com refuses (a 4xx: those documents,
+    # not an outage), and that accepts the rest
+    pending_add_projects(db, stack, make_receiver, 6)
+
+    @dataclass
+    class Refusing(MakeStandIn):
+        refusals: int = 4
+
+        def send(self, payload: Mapping[str, Any]) -> None:
+            self.posts.append(payload)
+            if len(self.posts) <= self.refusals:
+                raise MakeRejected()
+
+    make = Refusing(db, down=False)
+
+    # When the reconciler runs
+    report = reconcile(with_make(ports, make), has_time=budget(15))
+
+    # Then every row was tried, more refusals than GIVE_UP_AFTER in a row notwithstanding, and
+    # the two behind them were sent
+    assert len(make.posts) == 6 > GIVE_UP_AFTER
+    assert (report.dispatches_failed, report.dispatches_drained) == (4, 2)
+    assert sql(db, "select count(*) from outbox where status = 'sent'") == [(2,)]
 
 
 def test_each_dispatch_is_leased_only_while_it_is_sent(
