@@ -350,7 +350,9 @@ def _catch_up(
         for listed_event in missing[start_at : start_at + EVENT_BATCH]:
             event = _at_pinned_version(listed_event, stripe, report)
             if event is None:
-                complete = False
+                # It cannot become readable: holding the watermark for it would re-list a
+                # growing window for as long as Stripe keeps it (30 days). It is counted stuck
+                # (an alarm, this run) and left; a late delivery still applies it.
                 report.events_failed += 1
             else:
                 batch[event["id"]] = event
@@ -388,7 +390,8 @@ def _at_pinned_version(
     its id (the ledger's dedupe with a late delivery still holds), type and time, and carries
     its object as Stripe holds it now at our version: the state it applies is at least as new
     as the event's, and the SQL orders states by their time as it does for deliveries. None
-    when the object cannot be re-read (logged): the event is tried again next run."""
+    when its object can never be re-read (a kind we do not read, or one Stripe no longer
+    knows): logged as an error, counted stuck once, and passed (see ``_catch_up``)."""
     version = event.get("api_version")
     if version is None or version == stripe.api_version:
         return event
@@ -400,13 +403,13 @@ def _at_pinned_version(
         "api_version": version,
     }
     if kind not in _REREADABLE or not obj.get("id"):
-        logger.warning("listed event of another API version cannot be re-read", extra=context)
+        logger.error("listed event of another API version cannot be re-read", extra=context)
         report.notes.append(f"events: {event.get('id')} at API version {version}, not applied")
         return None
     try:
         current = stripe.retrieve_object(kind, str(obj["id"]))
     except errors.NotFound:
-        logger.warning("listed event's object unknown to Stripe", extra=context)
+        logger.error("listed event's object unknown to Stripe", extra=context)
         report.notes.append(f"events: {event.get('id')}'s {kind} unknown to Stripe")
         return None
     report.events_reread += 1

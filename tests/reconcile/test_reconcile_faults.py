@@ -498,6 +498,30 @@ def test_a_missed_event_listed_at_another_api_version_is_applied_at_ours(
     ) == [(9900,)]
 
 
+def test_a_listed_event_whose_object_stripe_no_longer_knows_is_stuck_and_passed(
+    stack: Stack, db: str, ports: ReconcilePorts
+) -> None:
+    # Given a missed event at another API version whose object Stripe no longer knows
+    session = buy(stack, "mem_gone_object")
+    store = stack.emulator.emulator.store
+    [gone] = [
+        e
+        for e in store.all("event")
+        if e["type"] == "checkout.session.completed" and e["data"]["object"]["id"] == session
+    ]
+    gone["api_version"] = "2020-08-27"
+    gone["data"] = {"object": {"object": "checkout.session", "id": "cs_test_deleted_since"}}
+
+    # When the reconciler runs
+    report = reconcile(ports)
+
+    # Then it counts it stuck (an alarm) and still moves the watermark past it: holding the
+    # watermark would re-list a growing window for as long as Stripe keeps the event
+    assert report.stuck >= 1
+    assert report.watermark is not None
+    assert any("unknown to Stripe" in note for note in report.notes)
+
+
 # --- 4. refused events --------------------------------------------------------------------
 
 
