@@ -11,9 +11,9 @@ what it did):
    most once a run. After ``GIVE_UP_AFTER`` outages in a row of one far side (Make.com, or one
    kind of Stripe refund or cancellation) its rows wait for the next run: the far side is down,
    and the other steps must still run. A refusal tied to one row (a disputed payment, a 4xx
-   from Make.com) does not count: the rows behind it are still tried. A row that fails unexpectedly (a bug, a payload that
-   cannot be read) is released with the code ``unexpected``, counted as stuck, and the drain
-   goes on with the next row.
+   from Make.com) does not count: the rows behind it are still tried. A row that fails
+   unexpectedly (a bug, a payload that cannot be read) is released with the code
+   ``unexpected``, counted as stuck, and the drain goes on with the next row.
 2. **Catch up with Stripe.** The events created since the stored watermark (and at least a few
    minutes old, so that their delivery had its chance) are listed from Stripe; those the ledger
    has not seen go through the worker's processing, in batches, exactly as if delivered (the
@@ -549,7 +549,11 @@ def _check_drift(
             # Stripe failing past its retries: apply what was read, the next run goes on.
             failure = exc
             break
-        settling = kind == "refund" and current.get("status") in _SETTLING_REFUND
+        # A pending refund is Stripe mid-way; a subscription Stripe holds paused keeps its
+        # ended period until it resumes: neither is a correction that failed to apply.
+        settling = (kind == "refund" and current.get("status") in _SETTLING_REFUND) or (
+            kind == "subscription" and current.get("status") == "paused"
+        )
         read.append((kind, object_id, synthetic, synthetic is None or settling))
     results: dict[str, MessageResult] = {}
     events = [event for _, _, event, _ in read if event is not None]
