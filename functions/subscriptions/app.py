@@ -151,8 +151,10 @@ def _portal_deps(settings: Settings) -> billing_portal.PortalDeps:
     )
 
 
-def _member() -> Member:
-    return current_member(app.current_event.headers)
+def _member(*, confirm: bool = False) -> Member:
+    # ``confirm``: also asked of Memberstack (what charges the saved card, stops the service
+    # or opens the card and invoices must not trust the plain-HTTP key set alone).
+    return current_member(app.current_event.headers, confirm=confirm)
 
 
 def _client_key() -> str | None:
@@ -200,7 +202,7 @@ def preview_change(subscription_id: SubscriptionId, body: PreviewChangeRequest) 
     responses=ok_response(ChangeResult, "The changed subscription", 200, 401, 404, 409, 502),
 )
 def change(subscription_id: SubscriptionId, body: ChangeRequest) -> Response[str]:
-    member = _member()
+    member = _member(confirm=True)
     result = subscriptions.change_plan(
         _deps(get_settings()),
         member,
@@ -250,7 +252,7 @@ def cancel(subscription_id: SubscriptionId, body: CancelRequest | None = None) -
 )
 def pause(subscription_id: SubscriptionId, body: PauseRequest | None = None) -> Response[str]:
     body = body or PauseRequest()
-    member = _member()
+    member = _member(confirm=True)
     view = subscriptions.pause(
         _deps(get_settings()),
         member,
@@ -271,7 +273,7 @@ def pause(subscription_id: SubscriptionId, body: PauseRequest | None = None) -> 
     responses=ok_response(SubscriptionView, "The subscription", 200, 401, 404, 409, 502, 503),
 )
 def resume(subscription_id: SubscriptionId, body: ResumeRequest | None = None) -> Response[str]:
-    member = _member()
+    member = _member(confirm=True)
     view = subscriptions.resume(
         _deps(get_settings()), member, subscription_id, client_key=_client_key()
     )
@@ -307,7 +309,7 @@ def my_subscriptions() -> Response[str]:
     ),
 )
 def open_billing_portal(body: BillingPortalRequest | None = None) -> Response[str]:
-    member = _member()
+    member = _member(confirm=True)
     session = billing_portal.open_billing_portal(
         _portal_deps(get_settings()), member, client_key=_client_key(), now=time.time()
     )

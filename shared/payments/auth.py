@@ -7,8 +7,8 @@ could substitute keys and forge any member's token; the local check alone theref
 only what a member could do anyway. Whatever discloses or destroys data, or moves money, also
 asks Memberstack itself (``confirm``: its ``verify-token`` over HTTPS with the secret key),
 which no forged or revoked token passes: every administrator request, and the member actions
-that call ``current_member`` with ``confirm=True`` (erasure, the data export, a subscription
-cancel, a product switch).
+that call ``current_member`` with ``confirm=True`` (erasure, the data export, a plan's change,
+pause, resume or cancel, the Billing Portal, a product switch).
 """
 
 from __future__ import annotations

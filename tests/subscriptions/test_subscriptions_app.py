@@ -420,6 +420,34 @@ def test_a_revoked_token_cannot_cancel_though_it_still_reads(
     assert action_logs(db, sub.subscription) == []
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/subscriptions/{id}/change", {"product": "scale_monthly"}),
+        ("/v1/subscriptions/{id}/pause", {}),
+        ("/v1/subscriptions/{id}/resume", None),
+        ("/v1/billing-portal", None),
+    ],
+)
+def test_a_revoked_token_cannot_charge_stop_or_open_the_card(
+    stack: Stack, db: str, member: str, path: str, body: dict[str, Any] | None
+) -> None:
+    # Given a subscriber whose session was revoked in Memberstack
+    sub = subscribe(stack, member)
+    token = stack.token(member)
+    stack.memberstack.revoke(token)
+
+    # When the token (whose signature is still valid) changes, pauses, resumes or opens the
+    # portal
+    answer = api("subscriptions", "POST", path.format(id=sub.subscription), body=body, token=token)
+
+    # Then Memberstack is asked and refuses it, and nothing was done
+    assert answer.status == 401
+    assert answer.body["error"]["code"] == "unauthenticated"
+    assert stripe_subscription(stack, sub.subscription)["status"] == "active"
+    assert action_logs(db, sub.subscription) == []
+
+
 def test_cancel_now_ends_the_subscription_and_nothing_else_applies_to_it(
     stack: Stack, db: str, member: str
 ) -> None:
