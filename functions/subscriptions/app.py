@@ -104,7 +104,7 @@ class PauseRequest(Model):
         int | None,
         Field(
             gt=0,
-            description="Unix seconds, in the future and no later than the next renewal "
+            description="Unix seconds, in the future and before the next renewal "
             "(422 otherwise). Without it the pause lasts until a resume.",
         ),
     ] = None

@@ -128,7 +128,7 @@ class PauseBehaviorNotOffered(errors.Unprocessable):
 class ResumesAtAfterRenewal(errors.Unprocessable):
     code = "resumes_at_after_renewal"
     default_message = (
-        "A pause with a resume date must end by the next renewal. To pause for longer, leave "
+        "A pause with a resume date must end before the next renewal. To pause for longer, leave "
         "resumes_at out and resume when you want: resuming starts a new period, paid that day."
     )
 
@@ -530,7 +530,7 @@ def pause(
     resumes_at: int | None = None,
     client_key: str | None = None,
 ) -> SubscriptionView:
-    """Pause the plan, until ``resumes_at`` (unix seconds, by the next renewal) or a ``resume``:
+    """Pause the plan, until ``resumes_at`` (unix seconds, before the next renewal) or a ``resume``:
     Stripe voids the invoices of the periods it covers, and the plan is not served meanwhile.
     Only ``void`` is offered: with ``keep_as_draft`` or ``mark_uncollectible`` Stripe collects
     nothing either while the subscription stays ``active``, which is the plan for free."""
@@ -545,7 +545,8 @@ def pause(
     if subscription.is_paused:
         raise AlreadyPaused()
     end = subscription.current_period_end
-    if resumes_at is not None and (end is None or resumes_at > end):
+    # At the renewal's own second Stripe may renew (voided) before it resumes: strictly before.
+    if resumes_at is not None and (end is None or resumes_at >= end):
         # Stripe would resume collection in the middle of a period whose invoice it voided,
         # and serve the rest of that period unpaid until the next renewal.
         raise ResumesAtAfterRenewal()
@@ -588,9 +589,15 @@ def resume(
         raise NothingToResume()
     key = action_idempotency_key(member.id, subscription.id, "resume", {}, client_key, deps.clock())
     updated = subscription
-    if subscription.status == "paused":
+    resumed_paused = subscription.status == "paused"
+    if resumed_paused:
+        # Stripe's resume starts a new period and invoices it: the period is restarted then.
         updated = deps.subscriptions.resume_paused(subscription.id, key)
-    restart_period = updated.pause_behavior is not None and subscription.current_period_unpaid
+    restart_period = (
+        not resumed_paused
+        and updated.pause_behavior is not None
+        and subscription.current_period_unpaid
+    )
     if updated.pause_behavior is not None or updated.cancel_at_period_end:
         updated = deps.subscriptions.clear_pause_and_cancellation(
             subscription.id,

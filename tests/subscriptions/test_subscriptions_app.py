@@ -475,14 +475,19 @@ def test_cancel_now_ends_the_subscription_and_nothing_else_applies_to_it(
 def test_pause_then_resume(stack: Stack, db: str, member: str) -> None:
     # Given an active subscription
     sub = subscribe(stack, member)
-    resumes_at = stripe_subscription(stack, sub.subscription)["items"]["data"][0][
-        "current_period_end"
-    ]
+    renewal = stripe_subscription(stack, sub.subscription)["items"]["data"][0]["current_period_end"]
+    resumes_at = renewal - 60
 
-    # When the member pauses it until its renewal
+    # When the member pauses it until its renewal's own second (refused: Stripe may renew
+    # first), then until a minute before it
+    at_renewal = act(
+        stack, member, sub.subscription, "pause", {"behavior": "void", "resumes_at": renewal}
+    )
     paused = act(
         stack, member, sub.subscription, "pause", {"behavior": "void", "resumes_at": resumes_at}
     )
+    assert at_renewal.status == 422
+    assert at_renewal.body["error"]["code"] == "resumes_at_after_renewal"
 
     # Then Stripe voids what it would bill meanwhile, a second pause is refused, and the
     # worker records it
