@@ -4,6 +4,7 @@ fails only the message of its event."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import threading
@@ -192,4 +193,23 @@ def test_a_dispatch_still_failing_after_a_few_receives_is_left_to_the_reconciler
     assert rows(db, "select status, last_error, locked_until from outbox") == [
         ("pending", "make_unavailable", None)
     ]
+    assert make_receiver.received == []
+
+
+def test_a_post_is_not_started_with_too_little_time_left(make_receiver: MakeReceiverServer) -> None:
+    # Given an invocation with about three seconds left, less than one Make.com attempt may take
+    from payments.adapters.make import ATTEMPT_SECONDS, MakeWebhook
+    from payments.deadline import start_invocation
+    from tests.fakes.lambda_context import FakeLambdaContext
+
+    make = MakeWebhook(make_receiver.url + "/hook", make_receiver.api_key, max_retries=0)
+    context = contextvars.copy_context()
+    context.run(start_invocation, FakeLambdaContext("worker", timeout_seconds=3.0))
+
+    # When a document is sent in it
+    with pytest.raises(MakeUnavailable):
+        context.run(make.send, {"kind": "add_project", "idempotency_key": "k"})
+
+    # Then nothing was posted: the retry sends it (a post cut off by the timeout might land)
+    assert ATTEMPT_SECONDS > 3.0
     assert make_receiver.received == []

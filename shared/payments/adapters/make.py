@@ -56,6 +56,11 @@ class MakeWebhook:
 
     def send(self, payload: Mapping[str, Any]) -> None:
         """Deliver ``payload``; return on a 2xx, raise ``MakeUnavailable``/``MakeRejected``."""
+        if remaining_seconds() < ATTEMPT_SECONDS:
+            # A post cut off by the Lambda's timeout may land all the same, and the whole batch
+            # would then fail with it: leave this one to the retry (same idempotency key).
+            logger.warning("make.com dispatch not attempted: too little time left")
+            raise MakeUnavailable()
         attempt = 0
         while True:
             status, retryable = self._post(payload)
