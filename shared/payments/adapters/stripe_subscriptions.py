@@ -7,6 +7,7 @@ sees a ``stripe`` type: results come back as ``payments.subscription_models`` va
 
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
 
 import stripe
@@ -57,8 +58,15 @@ class StripeSubscriptions:
                 "proration_behavior": proration_behavior,
             },
         }
+        # A read, but a POST: it carries a key like every other. One per preview, shared by
+        # its retries only: the same question asked after the plan changed must be answered
+        # anew, not replayed.
+        key = f"preview:{subscription_id}:{uuid.uuid4().hex}"
         invoice = self._service.call(
-            "invoices.create_preview", lambda: self._v1.invoices.create_preview(params=params)
+            "invoices.create_preview",
+            lambda: self._v1.invoices.create_preview(
+                params=params, options={"idempotency_key": key}
+            ),
         )
         return InvoicePreview(
             currency=invoice.currency,
