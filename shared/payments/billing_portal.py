@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
-
-from pydantic import BaseModel
 
 from payments import errors
 from payments.adapters.store import Store
@@ -32,6 +31,7 @@ from payments.auth import Member
 from payments.checkout import request_scope
 from payments.models import STRIPE_CUSTOMER_MISSING
 from payments.observability import alert
+from payments.schema import Model
 
 PORTAL_FAILED = "The payment portal could not be opened. Please retry in a moment."
 PORTAL_NOT_SET_UP = "The payment portal is not available right now. Please try again later."
@@ -116,19 +116,30 @@ class PortalGateway(Protocol):
     ) -> str: ...
 
 
+# How long a container trusts the configuration it checked: one edited in the Dashboard to
+# allow more (a plan switch) closes the portal within this time, not only on a cold start.
+CONFIGURATION_TTL_SECONDS = 300.0
+
+
 @dataclass
 class ConfigurationCache:
-    """The configuration id, found once per container: one Stripe list call on the first
-    portal click, none after. Only a usable configuration is kept, so a container that found
-    none finds the one seeded later without a restart."""
+    """The configuration id, checked on the first portal click of a container and again once
+    ``CONFIGURATION_TTL_SECONDS`` have passed (one Stripe list call each time). Only a usable
+    configuration is kept, so a container that found none finds the one seeded later without
+    a restart."""
 
     configuration_id: str | None = None
+    checked_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.monotonic
 
     def get(self, gateway: PortalGateway) -> str:
         with self.lock:
-            if self.configuration_id is None:
+            now = self.clock()
+            if self.configuration_id is None or now - self.checked_at >= CONFIGURATION_TTL_SECONDS:
+                self.configuration_id = None
                 self.configuration_id = _find_configuration(gateway)
+                self.checked_at = now
             return self.configuration_id
 
     def forget(self) -> None:
@@ -152,7 +163,7 @@ def _find_configuration(gateway: PortalGateway) -> str:
     raise errors.UpstreamUnavailable(PORTAL_NOT_SET_UP, code="portal_unavailable")
 
 
-class BillingPortalSession(BaseModel):
+class BillingPortalSession(Model):
     url: str
 
 

@@ -13,7 +13,14 @@ import psycopg
 import pytest
 import stripe
 
-from payments.billing_portal import PortalConfiguration, account_url, choose_configuration
+from payments import errors
+from payments.billing_portal import (
+    CONFIGURATION_TTL_SECONDS,
+    ConfigurationCache,
+    PortalConfiguration,
+    account_url,
+    choose_configuration,
+)
 from tests.stack import *  # noqa: F403
 from tests.stack import STRIPE_KEY, Stack, api
 from tests.subscriptions.conftest import call, subscribe
@@ -329,3 +336,31 @@ def test_a_configuration_with_any_other_feature_on_is_not_used(feature: str) -> 
     config = PortalConfiguration.from_stripe(_config("bpc_1", **{feature: True}))
     assert config.forbidden_features == {feature}
     assert choose_configuration([config]) is None
+
+
+@pytest.mark.unit
+def test_a_container_checks_its_configuration_again_after_a_few_minutes() -> None:
+    # Given a container that found the service's configuration
+    configurations = [_config("bpc_ours")]
+    listed: list[int] = []
+
+    class Gateway:
+        def portal_configurations(self) -> list[dict[str, Any]]:
+            listed.append(1)
+            return configurations
+
+    now = [1000.0]
+    cache = ConfigurationCache(clock=lambda: now[0])
+    assert cache.get(Gateway()) == "bpc_ours"  # type: ignore[arg-type]
+
+    # When the configuration is edited to allow plan changes: trusted until its check expires
+    configurations[:] = [_config("bpc_ours", subscription_update=True)]
+    now[0] += CONFIGURATION_TTL_SECONDS - 1
+    assert cache.get(Gateway()) == "bpc_ours"  # type: ignore[arg-type]
+
+    # Then once it has, the next click checks again and the portal closes
+    now[0] += 1
+    with pytest.raises(errors.UpstreamUnavailable) as closed:
+        cache.get(Gateway())  # type: ignore[arg-type]
+    assert closed.value.code == "portal_unavailable"
+    assert len(listed) == 2
