@@ -532,8 +532,9 @@ _executor_instance: ThreadPoolExecutor | None = None
 
 
 def _executor() -> ThreadPoolExecutor:
-    """This container's dispatch threads, started on first use (the reconciler, which performs
-    one row at a time, and the worker's cold start never need them)."""
+    """This container's dispatch threads, started by the first batch owing more than one
+    dispatch (the worker's cold start, and the reconciler's drain of one row at a time, never
+    need them)."""
     global _executor_instance
     with _executor_lock:
         if _executor_instance is None:
