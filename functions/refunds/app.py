@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from payments import refunds
+from payments import refund_records, refunds
 from payments.adapters.store import get_store
 from payments.auth import Member, current_member, require_admin
 from payments.checkout import checkout_deps
@@ -65,7 +65,7 @@ def _member() -> Member:
     "/v1/refunds",
     summary="Refund a payment, fully or partly (admin)",
     responses=ok_response(
-        refunds.RefundOut,
+        refund_records.RefundOut,
         "The refund (status may be pending)",
         201,
         400,
@@ -96,7 +96,7 @@ def create_refund(body: refunds.RefundRequest) -> Response[str]:
     responses=ok_response(refunds.RefundHistory, "The refunds", 200, 401, 403, 404, 503),
 )
 def list_refunds(
-    payment_intent: Annotated[str, Query(pattern=refunds.PAYMENT_INTENT_PATTERN)],
+    payment_intent: Annotated[str, Query(pattern=refund_records.PAYMENT_INTENT_PATTERN)],
 ) -> Response[str]:
     admin = _member()
     require_admin(admin, "list_refunds")

@@ -18,17 +18,19 @@ from typing import Any
 
 from pydantic import Field
 
-from payments import errors, refunds
+from payments import errors
 from payments.adapters.store import Store
 from payments.catalog import format_amount, load_catalog
-from payments.refunds import RESERVATION_TTL_SECONDS, RefundRecord
+from payments.refund_records import (
+    RESERVATION_TTL_SECONDS,
+    RefundRecord,
+)
 from payments.schema import Model
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_CURSOR_LENGTH = 96
 MEMBER_ID_PATTERN = r"^[A-Za-z0-9_:\-]{1,128}$"
-PAYMENT_INTENT_PATTERN = refunds.PAYMENT_INTENT_PATTERN
 _CURSOR_VERSION = "p1"
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import ConfigDict, Field
@@ -31,18 +30,20 @@ from payments.catalog import format_amount
 from payments.checkout import CheckoutDeps, start_checkout
 from payments.models import CheckoutSession, IssuedRefund, PaymentSnapshot
 from payments.observability import logger
+from payments.refund_records import (
+    PAYMENT_INTENT_PATTERN,
+    RESERVATION_TTL_SECONDS,
+    RefundOut,
+    RefundRecord,
+)
 from payments.schema import Model
 
 RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
 
-PAYMENT_INTENT_PATTERN = r"^pi_[A-Za-z0-9_]{1,200}$"
 MAX_NOTE_LENGTH = 500  # Stripe's limit for one metadata value
 MAX_CLIENT_KEY_LENGTH = 200
 # Stripe's largest amount in cents; anything above cannot be a refund of ours.
 MAX_AMOUNT = 99_999_999
-# A reservation whose Stripe call has not been confirmed for this long belongs to an
-# invocation that died; it stops blocking the amount (Stripe's own figures still count).
-RESERVATION_TTL_SECONDS = 600
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -117,21 +118,6 @@ class RefundRequest(Model):
         str | None,
         Field(max_length=MAX_NOTE_LENGTH, description="Why, for the audit trail."),
     ] = None
-
-
-class RefundOut(Model):
-    id: str
-    status: str
-    amount: int
-    currency: str
-    payment_intent: str
-
-
-class RefundRecord(RefundOut):
-    reason: str | None = None
-    note: str | None = None
-    requested_by: str | None = None
-    created_at: datetime
 
 
 class RefundHistory(Model):
