@@ -21,10 +21,8 @@ from pydantic import Field
 from payments import errors
 from payments.adapters.store import Store
 from payments.catalog import format_amount, load_catalog
-from payments.refund_records import (
-    RESERVATION_TTL_SECONDS,
-    RefundRecord,
-)
+from payments.refund_records import PAYMENT_INTENT_PATTERN as PAYMENT_INTENT_PATTERN
+from payments.refund_records import RESERVATION_TTL_SECONDS, RefundRecord
 from payments.schema import Model
 
 DEFAULT_PAGE_SIZE = 20
