@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, Field
 
-from payments import billing_portal, subscriptions
+from payments import subscriptions
 from payments.adapters.store import get_store
 from payments.auth import Member, current_member
 from payments.checkout import checkout_deps
@@ -35,6 +35,9 @@ from payments.subscription_models import (
     PauseBehavior,
     SubscriptionView,
 )
+
+if TYPE_CHECKING:
+    from payments import billing_portal
 
 REQUIRED = (
     "stripe_secret_key",
@@ -118,6 +121,12 @@ class BillingPortalRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
 
+class BillingPortalSession(Model):
+    """A Billing Portal session: send the member to its url at once (it is short-lived)."""
+
+    url: str
+
+
 class CheckoutSessionOut(Model):
     id: str
     url: str
@@ -140,6 +149,8 @@ def _deps(settings: Settings) -> subscriptions.SubscriptionDeps:
 
 @lru_cache(maxsize=1)
 def _portal_deps(settings: Settings) -> billing_portal.PortalDeps:
+    # The portal's code is imported by its route, not by every cold start of this function.
+    from payments import billing_portal
     from payments.adapters.stripe_service import get_stripe
 
     return billing_portal.PortalDeps(
@@ -298,7 +309,7 @@ def my_subscriptions() -> Response[str]:
     "/v1/billing-portal",
     summary="Open Stripe's Billing Portal (card, invoices) for the member's customer",
     responses=ok_response(
-        billing_portal.BillingPortalSession,
+        BillingPortalSession,
         "The portal session to redirect to",
         200,
         400,
@@ -310,6 +321,8 @@ def my_subscriptions() -> Response[str]:
 )
 def open_billing_portal(body: BillingPortalRequest | None = None) -> Response[str]:
     member = _member(confirm=True)
+    from payments import billing_portal
+
     session = billing_portal.open_billing_portal(
         _portal_deps(get_settings()), member, client_key=_client_key(), now=time.time()
     )
