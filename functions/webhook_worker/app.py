@@ -1,9 +1,11 @@
 """Stripe event worker: the SQS trigger of the webhook queue.
 
-Each message is one verified Stripe event, processed on its own (``process_event_message``).
-A message that fails (database down, Make.com down, malformed) is reported in
-``batchItemFailures`` and comes back after the visibility timeout; the rest of the batch is
-deleted. After ``maxReceiveCount`` receives SQS moves it to the dead-letter queue, which alarms.
+Each message is one verified Stripe event. A batch is applied in one database transaction,
+each event in a savepoint of its own, and its dispatches performed together
+(``process_event_batch``); each message keeps its own result. A message that fails (database
+down, Make.com down, malformed) is reported in ``batchItemFailures`` and comes back after the
+visibility timeout; the rest of the batch is deleted. After ``maxReceiveCount`` receives SQS
+moves it to the dead-letter queue, which alarms.
 
 One failure is not the queue's to keep: an event applied whose dispatch failed (Make.com or
 Stripe down) is already safe, its dispatch pending in the outbox. Its message comes back on its
