@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.prerequisites import missing
 from tools.db import MigrationChanged, apply_migrations, migration_files
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ def test_migrations_apply_to_postgresql_15() -> None:
     tmp_path.chmod(0o755)
     bindir = _postgres15_bin() or (Path(p).parent if (p := shutil.which("initdb")) else None)
     if bindir is None:
-        pytest.skip("no PostgreSQL 15 server binaries here (.ci/run installs them)")
+        missing("no PostgreSQL 15 server binaries here (.ci/run installs them)")
     data = tmp_path / "pg15"
     user = ["runuser", "-u", "embedded_postgres", "--"] if _is_root() else []
     if user:

@@ -16,6 +16,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.prerequisites import needs
 from tools.db import ROOT
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ SCREENSHOTS = ROOT / ".local" / "screenshots"
 # Every browser module: marked, and skipped only where Debian's Chromium is absent.
 BROWSER = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+    needs(Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed"),
 ]
 
 

@@ -6,21 +6,16 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.browser.support import BROWSER, CHROMIUM
 from tests.tools.devstack import DevProcess, dev_environment, start_dev
 from tools.devserver.routes import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
-]
+pytestmark = BROWSER
 
 
 @pytest.fixture(scope="module")
