@@ -236,9 +236,10 @@ def main(argv: Sequence[str] | None = None, store: Store | None = None) -> int:
     print(format_table(rows["monthly"]))
     print("\nBy product")
     print(format_table(rows["by_product"]))
-    for path in write_report(report, args.out):
+    written = write_report(report, args.out)
+    for path in written:
         print(f"wrote {path}")
-    if not can_chart():
+    if not any(path.suffix == ".png" for path in written):
         print(NO_CHART)
     return 0
 

@@ -137,7 +137,7 @@ class ConfigurationCache:
         with self.lock:
             now = self.clock()
             if self.configuration_id is None or now - self.checked_at >= CONFIGURATION_TTL_SECONDS:
-                self.configuration_id = None
+                self.configuration_id = None  # stays unset if the check refuses it
                 self.configuration_id = _find_configuration(gateway)
                 self.checked_at = now
             return self.configuration_id

@@ -269,7 +269,7 @@ def _drain_outbox(
         except errors.PaymentsError as exc:
             # Released with its error code by perform_dispatches; tried again next run.
             report.dispatches_failed += 1
-            causes = getattr(exc, "causes", None) or [exc]
+            causes = exc.causes if isinstance(exc, DispatchFailed) else (exc,)
             if not any(isinstance(cause, errors.UpstreamUnavailable) for cause in causes):
                 # Refused for this row alone (a disputed payment, a 4xx from Make.com): the
                 # far side answers, so the rows behind it are still tried.
