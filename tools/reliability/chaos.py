@@ -296,7 +296,7 @@ class ChaosStore:
     def call(self, function: str, **params: Any) -> Any:
         # A lost reply after the commit is the only safe way for completion to fail: failing
         # before it, after Make.com said 200, would resend (at-least-once; see docs).
-        before = function not in ("complete_outbox_dispatch", "complete_outbox_dispatches")
+        before = function != "complete_outbox_dispatches"
         if self.armed and before and self._rng.random() < self._profile.db_fault_rate:
             self._tally.add("db_faults")
             raise errors.UpstreamUnavailable("injected database fault", code="database_unavailable")
