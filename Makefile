@@ -76,8 +76,8 @@ recover: $(LOCAL_STAMP) ## queue the emulator's undelivered events again [DRY_RU
 	@$(WITH_LOCAL_ENV) tools.recover_events $(if $(DRY_RUN),--dry-run) \
 		$(if $(DAYS),--days $(DAYS)) $(ARGS)
 
-reconcile: $(LOCAL_STAMP) ## run the reconciler once, now, against make dev [ARGS=--dry-run]
-	@$(WITH_LOCAL_ENV) tools.reconcile --now $(ARGS)
+reconcile: $(LOCAL_STAMP) ## run the reconciler once, now, against make dev [DRY_RUN=1]
+	@$(WITH_LOCAL_ENV) tools.reconcile --now $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 lint: $(DEV_STAMP) ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .

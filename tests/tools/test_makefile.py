@@ -42,3 +42,21 @@ def test_make_dev_installs_the_runtime_and_the_stand_ins_but_no_test_tool() -> N
         assert not re.search(rf"(?mi)^{tool}\b", local), f"{tool} belongs in requirements-dev.txt"
     assert re.search(r"(?m)^dev: \$\(LOCAL_STAMP\)", makefile)
     assert re.search(r"(?m)^unit: \$\(DEV_STAMP\)", makefile)
+
+
+@pytest.mark.parametrize(
+    ("target", "tool"),
+    [("redrive", "redrive_dlq"), ("recover", "recover_events"), ("reconcile", "reconcile")],
+)
+def test_dry_run_reaches_every_operator_tool(target: str, tool: str) -> None:
+    # make -n prints the recipe without running it (the stamps are up to date here)
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", target, "DRY_RUN=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    [line] = [line for line in recipe.splitlines() if f"tools.{tool}" in line]
+    assert "--dry-run" in line
