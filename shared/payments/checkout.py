@@ -54,7 +54,10 @@ class AlreadyPurchased(errors.Conflict):
 
 class SubscriptionExists(errors.Conflict):
     code = "subscription_exists"
-    default_message = "You already have a plan. Change it from your subscriptions instead."
+    default_message = (
+        "You already have a plan. Change it from your subscriptions instead "
+        "(a paused plan: resume it first)."
+    )
 
 
 class SwitchInProgress(errors.Conflict):
